@@ -46,6 +46,7 @@ typedef struct Bench {
     float *h, *head, *dh, *dhead, *losses, *logits, *dlogits;
     int32_t *labels;
     int chunk;
+    OpsEntropy *entropy; /* NULL, or each row's entropy and its term's weight (RL's) */
 } Bench;
 
 /* Runs op(b) REPS times after one warm-up and prints the median against flops and bytes. */
@@ -112,8 +113,8 @@ static void gelu_bwd(Bench *b) {
 enum { LN = 2048, LC = 576, LV = 49152 };
 static void lm_head_chunked(Bench *b) {
     ops->lm_head_cross_entropy(b->losses, b->dh, b->dhead, b->h, b->head, NULL, NULL, b->labels,
-                               NULL, 1.0f / LN, NULL, OPS_LOGITS_PLAIN, b->logits, LN, LC, LV,
-                               b->chunk);
+                               NULL, 1.0f / LN, NULL, b->entropy, OPS_LOGITS_PLAIN, b->logits, LN,
+                               LC, LV, b->chunk);
 }
 static void lm_head_unchunked(Bench *b) {
     ops->matmul_forward(b->logits, b->h, b->head, NULL, LN, LC, LV);
@@ -140,6 +141,12 @@ static void bench_lm_head(Bench *b) {
         b->chunk = chunks[c];
         run(name, lm_head_chunked, b, flops, io);
     }
+    float *weights = buf(LN); /* RL's entropies and their bonus's weights */
+    for (int i = 0; i < LN; i++) weights[i] = -1e-3f;
+    OpsEntropy entropy = {buf(LN), weights};
+    b->entropy = &entropy;
+    run("lm_head entropy + its term", lm_head_chunked, b, flops, io);
+    b->entropy = NULL;
     run("lm_head unchunked", lm_head_unchunked, b, flops, io + f * 4 * nv);
     size_t chunked = ops_lm_head_scratch(LN, LC, LV, OPS_LM_HEAD_CHUNK, 0, 0);
     printf("logits held: %zu floats (%.0f MB) chunked vs %zu (%.0f MB) unchunked\n", chunked,

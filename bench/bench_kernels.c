@@ -565,13 +565,15 @@ static void bench_group(const Dims *d, const char *what, int n, const int *out, 
 
 /* A tied LM head with its loss, as causal-LM LoRA training runs it: the forward (losses only)
  * and the training forward (losses and dh in one pass; the head is frozen, so backward does
- * nothing more); then with an adapter of rank 8 on the head (lm_head's target), whose du and dB
- * the backward pass adds. Under --bf16 on the head's bf16 copy, against a bare bf16 GEMM. */
+ * nothing more); the same with RL's entropy and its bonus's gradient; then with an adapter of rank
+ * 8 on the head (lm_head's target), whose du and dB the backward pass adds. Under --bf16 on the
+ * head's bf16 copy, against a bare bf16 GEMM. */
 static void bench_lm_head(const Dims *d) {
     enum { R = 8 };
     int N = sz->rows, C = d->C, V = d->V, bf16 = precision == PRECISION_BF16;
     float *h = randu((size_t)N * C, 1.0f), *w = randu((size_t)V * C, 0.05f);
     float *dh = zeros((size_t)N * C), *losses = zeros(N), *logits = zeros((size_t)N * V);
+    float *entropy = zeros(N), *escale = randu(N, 0.01f); /* RL's entropy and its bonus */
     float *scratch = zeros(ops_lm_head_scratch(N, C, V, OPS_LM_HEAD_CHUNK, bf16, R));
     float *u = randu((size_t)N * R, 0.1f), *B = randu((size_t)V * R, 0.01f);
     float *du = zeros((size_t)N * R), *dB = zeros((size_t)V * R);
@@ -588,22 +590,28 @@ static void bench_lm_head(const Dims *d) {
     else
         TIME(bare, bench_gpu_gemm(logits, h, w, N, V, C, 1));
     snprintf(name, sizeof name, "%s lm_head+loss fwd %dx%d->%d", d->name, N, C, V);
-    TIME(ms,
-         gpu->lm_head_cross_entropy(losses, NULL, NULL, h, w, Wb, NULL, labels, NULL, 1.0f / N,
-                                    NULL, OPS_LOGITS_PLAIN, scratch, N, C, V, OPS_LM_HEAD_CHUNK));
+    TIME(ms, gpu->lm_head_cross_entropy(losses, NULL, NULL, h, w, Wb, NULL, labels, NULL, 1.0f / N,
+                                        NULL, NULL, OPS_LOGITS_PLAIN, scratch, N, C, V,
+                                        OPS_LM_HEAD_CHUNK));
     gemm_row(name, flops, ms, bare);
     snprintf(name, sizeof name, "%s lm_head+loss fwd+dh %dx%d->%d", d->name, N, C, V);
     TIME(ms,
          gpu->lm_head_cross_entropy(losses, dh, NULL, h, w, Wb, NULL, labels, NULL, 1.0f / N, NULL,
-                                    OPS_LOGITS_PLAIN, scratch, N, C, V, OPS_LM_HEAD_CHUNK));
+                                    NULL, OPS_LOGITS_PLAIN, scratch, N, C, V, OPS_LM_HEAD_CHUNK));
+    gemm_row(name, 2.0 * flops, ms, 2.0 * bare);
+    OpsEntropy ent = {entropy, escale};
+    snprintf(name, sizeof name, "%s lm_head+loss+entropy fwd+dh %dx%d->%d", d->name, N, C, V);
+    TIME(ms,
+         gpu->lm_head_cross_entropy(losses, dh, NULL, h, w, Wb, NULL, labels, NULL, 1.0f / N, NULL,
+                                    &ent, OPS_LOGITS_PLAIN, scratch, N, C, V, OPS_LM_HEAD_CHUNK));
     gemm_row(name, 2.0 * flops, ms, 2.0 * bare);
     OpsHeadLora lora = {u, B, du, dB, 2.0f, R};
     snprintf(name, sizeof name, "%s lm_head+loss+LoRA r%d fwd+dh %dx%d->%d", d->name, R, N, C, V);
     TIME(ms,
          gpu->lm_head_cross_entropy(losses, dh, NULL, h, w, Wb, &lora, labels, NULL, 1.0f / N, NULL,
-                                    OPS_LOGITS_PLAIN, scratch, N, C, V, OPS_LM_HEAD_CHUNK));
+                                    NULL, OPS_LOGITS_PLAIN, scratch, N, C, V, OPS_LM_HEAD_CHUNK));
     gemm_row(name, 2.0 * flops, ms, 2.0 * bare);
-    FREE_ALL(h, w, dh, losses, logits, scratch, hb, wb, labels, u, B, du, dB);
+    FREE_ALL(h, w, dh, losses, entropy, escale, logits, scratch, hb, wb, labels, u, B, du, dB);
 }
 
 /* Attention over B*T = attn_tokens tokens. causal: SmolLM2's heads (GQA) or Llama-3.1-8B's (head

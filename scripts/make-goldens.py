@@ -202,6 +202,17 @@ CASES = [
          grpo=dict(beta=0.1, generations=2, loss="dapo", scale="group", max_completion=6,
                    iterations=3, off_policy_mask=0.05),
          rewards=[0.7, -0.3, 1.2, 0.1], prompt_len=3, after_atol=2e-2),
+    # the entropy mask (TRL's top_entropy_quantile: the policy term at the completion tokens
+    # whose entropy is at least the batch's median alone) and bonus (entropy_coef: the loss less
+    # 0.05 times the kept tokens' mean entropy, whose gradient reaches the logits), at
+    # num_iterations 2 with a KL penalty
+    dict(name="llama_grpo_entropy", init=["--arch", "llama", "--kv-heads", "2"] + TINY,
+         task="grpo", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+         temperature=0.1,
+         grpo=dict(beta=0.1, generations=2, loss="dapo", scale="group", max_completion=6,
+                   iterations=2, top_entropy_quantile=0.5, entropy_coef=0.05),
+         rewards=[0.7, -0.3, 1.2, 0.1], prompt_len=3, after_atol=2e-2),
     # completions no reward function scored (None: TRL's nan-aware advantages, 0 for them):
     # GRPO over a group of four with one unscored, its KL penalty; RLOO's leave-one-out over the
     # scored others, normalised; GDPO's second step (multi_objective_aggregation
@@ -551,6 +562,8 @@ def grpo_loss(case, logits, labels, ref, out, old):
     eps_low = d.get("epsilon", 0.2)
     eps_high = d.get("epsilon_high", eps_low)
     tok, mask = token_logps(logits / case.get("temperature", 1.0), labels)
+    logp = torch.log_softmax(logits[:, :-1] / case.get("temperature", 1.0), -1)
+    entropies = -(torch.exp(logp) * logp).sum(-1)  # trl's entropy_from_logits
     old = tok.detach() if old is None else old
     rewards = case_rewards(case)  # nan-aware: a NaN reward is a completion none scored
     if d["scale"] == "generation":  # multi_objective_aggregation normalize_then_sum's sums
@@ -598,18 +611,30 @@ def grpo_loss(case, logits, labels, ref, out, old):
         print("  off-policy mask: rows' drift", [round(x, 5) for x in drift.view(-1).tolist()],
               "kept", keep.view(-1).tolist(), file=sys.stderr)
         per_token = per_token * keep.to(per_token.dtype)
+    effective = mask
+    if d.get("top_entropy_quantile", 1.0) < 1.0:  # get_high_entropy_mask
+        cut = torch.quantile(entropies[mask.bool()].detach().float(),
+                             1 - d["top_entropy_quantile"])
+        high_entropy = ((entropies * mask).detach() >= cut) & mask.bool()
+        print("  entropy mask: threshold", round(cut.item(), 5), "kept",
+              int(high_entropy.sum().item()), "of", int(mask.sum().item()), file=sys.stderr)
+        per_token = per_token * high_entropy
+        effective = mask * high_entropy
     out["old_logps"] = tok.detach()
     out["clipped"] = [(low * counted).sum().item(), (high * counted).sum().item()]
+    bonus = 0.0
+    if d.get("entropy_coef"):  # the entropy bonus over the tokens the policy term trains
+        bonus = d["entropy_coef"] * (entropies * effective).sum() / effective.sum().clamp(min=1.0)
     if beta:
         kl = torch.exp(ref - tok) - (ref - tok) - 1
         per_token = per_token + beta * kl * (coef_1 if d.get("bias_correction_kl", True) else 1)
     if d["loss"] == "luspo":  # each completion's sum, then the mean over rows
-        return (per_token * mask).sum(-1).mean()
+        return (per_token * mask).sum(-1).mean() - bonus
     if d["loss"] in ("grpo", "sapo"):
-        return ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
+        return ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean() - bonus
     if d["loss"] == "dr_grpo":
-        return (per_token * mask).sum() / (per_token.size(0) * d["max_completion"])
-    return (per_token * mask).sum() / mask.sum().clamp(min=1.0)  # dapo, cispo, vespo; bnpo
+        return (per_token * mask).sum() / (per_token.size(0) * d["max_completion"]) - bonus
+    return (per_token * mask).sum() / mask.sum().clamp(min=1.0) - bonus  # dapo, cispo, vespo; bnpo
 
 
 def forward(case, model, batch, out, ref, old=None):

@@ -45,7 +45,12 @@
 #     give them, and the reward their weighted sum; GDPO's normalize_then_sum and RLOO run on
 #     them; scripts/reward-server.py serves a function written for TRL; a program that scores
 #     nothing trains nothing (frac_unscored 1); think_format_reward alone needs no reward model;
-#     a program that exits or replies with too few rewards stops the run with a clear error.
+#     a program that exits or replies with too few rewards stops the run with a clear error;
+#  7. the policy's mean entropy a completion token logged, within (0, ln 50257); GRPO's entropy
+#     mask (top_entropy_quantile 0.2) with a bonus trains something else than neither, from the
+#     same first samples; adaptive entropy control moves the coefficient by entropy_coef_delta
+#     each step, up while the entropy is at most the target, down to its floor otherwise; RLOO
+#     refuses the entropy's terms.
 # Every run uses 1 thread.
 . "$(dirname "$0")/cli_common.sh" rl gpt2
 check() { if python3 -c "import sys; sys.exit(0 if ($1) else 1)"; then ok; else bad "$2 ($1)"; fi; }
@@ -451,4 +456,32 @@ refused command-short "its reply has [0-9]* rewards for [0-9]* completions" trai
 refused overlong "needs train.soft_punish_cache" train --config "$tmp/rloo.json" \
   --set model.task=grpo --set train.reward_funcs=soft_overlong_punishment_reward \
   --set train.output_dir="$tmp/x11"
+
+# 7. the policy's entropy: logged; GRPO's entropy mask, bonus and its adaptive control
+three_steps "$tmp/ent"
+three_steps "$tmp/ent-mask" --set train.top_entropy_quantile=0.2 --set train.entropy_coef=0.01
+three_steps "$tmp/ent-up" --set train.use_adaptive_entropy=true --set train.entropy_coef=0.01 \
+  --set train.entropy_target=100
+three_steps "$tmp/ent-down" --set train.use_adaptive_entropy=true --set train.entropy_coef=0.01 \
+  --set train.entropy_target=0
+python3 - "$tmp" <<'EOF' && ok || bad "entropy logged; the mask trains otherwise; adaptive control"
+import json, math, sys
+def steps(name):
+    return [e for e in map(json.loads, open(sys.argv[1] + "/" + name + "/metrics.jsonl"))
+            if e["event"] == "train"]
+plain, masked, up, down = steps("ent"), steps("ent-mask"), steps("ent-up"), steps("ent-down")
+print("grpo: entropy by step " + " ".join("%.4f" % e["entropy"] for e in plain))
+assert all(0 < e["entropy"] < math.log(50257) for e in plain), plain
+assert masked[0]["entropy"] == plain[0]["entropy"], "step 1 samples alike: the same entropy"
+# the coefficient after each step: up by 0.005 below the target, down to the floor above it
+assert [round(e["entropy_coef"], 6) for e in up] == [0.015, 0.02, 0.025], up
+assert [round(e["entropy_coef"], 6) for e in down] == [0.005, 0, 0], down
+assert "entropy_coef" not in plain[0]
+EOF
+! cmp -s "$tmp/ent/last/adapter_model.safetensors" "$tmp/ent-mask/last/adapter_model.safetensors" &&
+  ok || bad "the entropy mask and bonus train something else"
+grep -q "step 1: reward .*, entropy [0-9.]*, completions of" "$tmp/ent.log" && ok ||
+  bad "the log line shows the entropy"
+refused rloo-entropy "are GRPO's" train --config "$tmp/rloo.json" --set train.entropy_coef=0.1 \
+  --set train.output_dir="$tmp/x12"
 finish

@@ -140,6 +140,10 @@ static int spec_from_case(const cJSON *c, TrainSpec *s) {
         if ((v = cJSON_GetObjectItem(grpo, "delta"))) g->delta = (float)v->valuedouble;
         if ((v = cJSON_GetObjectItem(grpo, "off_policy_mask")))
             g->off_policy = (float)v->valuedouble;
+        if ((v = cJSON_GetObjectItem(grpo, "top_entropy_quantile")))
+            g->entropy_quantile = (float)(1.0 - v->valuedouble);
+        if ((v = cJSON_GetObjectItem(grpo, "entropy_coef")))
+            g->entropy_coef = (float)v->valuedouble, g->entropy_bonus = 1;
         if ((v = cJSON_GetObjectItem(grpo, "bias_correction_kl")))
             g->kl_corrected = cJSON_IsTrue(v);
         if (level && !strcmp(level->valuestring, "sequence")) g->level = OPS_GRPO_SEQUENCE_MEAN;

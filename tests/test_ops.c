@@ -1745,7 +1745,16 @@ typedef struct LmCtx {
     /* an adapter on the head (lm_make_lora; R 0: none): u [n,R], B [v,R] in [-1, 1), scale 0.7 */
     int R;
     float *u, *B, *du, *dB;
+    /* the rows' entropies (lm_make_entropy; NULL: none) and the weights of their term, in [-2, 2)
+     */
+    float *entropy, *entropy_scale;
 } LmCtx;
+
+/* The entropy as the op takes it in a forward (its values) or a backward (its term too). */
+static OpsEntropy *lm_entropy(LmCtx *m, OpsEntropy *e, int backward) {
+    *e = (OpsEntropy){m->entropy, backward ? m->entropy_scale : NULL};
+    return m->entropy ? e : NULL;
+}
 
 /* The adapter as the op takes it: its gradients where asked (grads), else none. */
 static OpsHeadLora *lm_lora(LmCtx *m, OpsHeadLora *l, float *du, float *dB) {
@@ -1771,6 +1780,8 @@ static LmCtx lm_make(int n, int c, int v, int chunk) {
                NULL,
                {0.0f, 1.0f},
                0,
+               NULL,
+               NULL,
                NULL,
                NULL,
                NULL,
@@ -1816,40 +1827,58 @@ static LmCtx lm_make_lora(int n, int c, int v, int chunk) {
     m.scratch = rand_vec(f32 > bf16 ? f32 : bf16, 0, 0); /* the f32 or the bf16 head's */
     return m;
 }
+/* lm_make_tempered with the rows' entropies and a weight of each (GRPO's entropy bonus) */
+static LmCtx lm_make_entropy(int n, int c, int v, int chunk) {
+    LmCtx m = lm_make_tempered(n, c, v, chunk);
+    m.entropy = rand_vec(n, 0, 0), m.entropy_scale = rand_vec(n, -2, 2);
+    return m;
+}
+/* lm_make_entropy over soft-capped logits */
+static LmCtx lm_make_entropy_capped(int n, int c, int v, int chunk) {
+    LmCtx m = lm_make_entropy(n, c, v, chunk);
+    m.map.softcap = 1.5f;
+    return m;
+}
 static void lm_free(LmCtx *m) {
     free(m->h), free(m->W), free(m->dh), free(m->dW), free(m->losses), free(m->scaled);
     free(m->scratch), free(m->labels), free(m->row_scale);
-    free(m->u), free(m->B), free(m->du), free(m->dB);
+    free(m->u), free(m->B), free(m->du), free(m->dB), free(m->entropy), free(m->entropy_scale);
 }
 static float lm_row_weight(const LmCtx *m, int i) {
     return m->grad_scale * (m->row_scale ? m->row_scale[i] : 1.0f);
 }
 
-/* out = losses * grad_scale * row_scale, so L = sum(out) with w = 1 (as cross_entropy's) */
+/* out = losses * grad_scale * row_scale (+ entropy * grad_scale * entropy_scale), so L = sum(out)
+ * with w = 1 (as cross_entropy's) */
 static void lm_fwd(void *p) {
     LmCtx *m = p;
     OpsHeadLora l;
+    OpsEntropy e;
     ops->lm_head_cross_entropy(m->losses, NULL, NULL, m->h, m->W, NULL, lm_lora(m, &l, NULL, NULL),
-                               m->labels, NULL, m->grad_scale, m->row_scale, m->map, m->scratch,
-                               m->n, m->c, m->v, m->chunk);
-    for (int i = 0; i < m->n; i++) m->scaled[i] = m->losses[i] * lm_row_weight(m, i);
+                               m->labels, NULL, m->grad_scale, m->row_scale, lm_entropy(m, &e, 0),
+                               m->map, m->scratch, m->n, m->c, m->v, m->chunk);
+    for (int i = 0; i < m->n; i++) {
+        m->scaled[i] = m->losses[i] * lm_row_weight(m, i);
+        if (m->entropy) m->scaled[i] += m->entropy[i] * m->grad_scale * m->entropy_scale[i];
+    }
 }
 static void lm_bwd(void *p, const float *dout, unsigned use) {
     LmCtx *m = p;
     (void)dout; /* w is all ones: see lm_fwd */
     OpsHeadLora l;
+    OpsEntropy e;
     ops->lm_head_cross_entropy(m->losses, USE(0, m->dh), USE(1, m->dW), m->h, m->W, NULL,
                                lm_lora(m, &l, USE(2, m->du), USE(3, m->dB)), m->labels, NULL,
-                               m->grad_scale, m->row_scale, m->map, m->scratch, m->n, m->c, m->v,
-                               m->chunk);
+                               m->grad_scale, m->row_scale, lm_entropy(m, &e, 1), m->map,
+                               m->scratch, m->n, m->c, m->v, m->chunk);
 }
 
 static void lm_gradcheck(LmCtx (*make)(int, int, int, int), int n, int c, int v, int chunk) {
     LmCtx m = make(n, c, v, chunk);
     char name[128];
-    snprintf(name, sizeof name, "lm_head N=%d V=%d chunk=%d%s%s T=%g%s", n, v, chunk,
+    snprintf(name, sizeof name, "lm_head N=%d V=%d chunk=%d%s%s T=%g%s%s", n, v, chunk,
              m.row_scale ? " row_scale" : "", m.map.softcap > 0 ? " soft-capped" : "",
-             (double)m.map.temperature, m.R ? " lora" : "");
+             (double)m.map.temperature, m.R ? " lora" : "", m.entropy ? " entropy" : "");
     GradCase gc = grad_case(name, &m, lm_fwd, lm_bwd, m.scaled, n, 1e-2f);
     case_param(&gc, "h", m.h, m.dh, (size_t)n * c);
     case_param(&gc, "W", m.W, m.dW, (size_t)v * c);
@@ -1869,7 +1898,7 @@ static void lm_reference_check(LmCtx (*make)(int, int, int, int), int n, int c, 
     int R = m.R;
     double cap = m.map.softcap, temp = m.map.temperature; /* capped, then divided */
     double *du = calloc((size_t)n * R + 1, sizeof(double)),
-           *dB = calloc((size_t)v * R + 1, sizeof(double));
+           *dB = calloc((size_t)v * R + 1, sizeof(double)), *ent = calloc(n, sizeof(double));
     for (int i = 0; i < n; i++) {
         int y = m.labels[i];
         if (y < 0 || y >= v) continue;
@@ -1884,10 +1913,14 @@ static void lm_reference_check(LmCtx (*make)(int, int, int, int), int n, int c, 
         }
         for (int j = 0; j < v; j++) s += exp(x[j] - mx);
         loss[i] = mx + log(s) - x[y];
+        double mean = 0; /* the softmax's mean of the logits: H = log-sum-exp - mean */
+        for (int j = 0; j < v; j++) mean += exp(x[j] - mx) / s * x[j];
+        ent[i] = mx + log(s) - mean;
+        double ge = m.entropy ? (double)m.grad_scale * m.entropy_scale[i] : 0.0;
         for (int j = 0; j < v; j++) {
-            double capped = x[j] * temp;
+            double capped = x[j] * temp, p = exp(x[j] - mx) / s;
             double slope = (cap > 0 ? 1 - (capped / cap) * (capped / cap) : 1) / temp;
-            x[j] = (exp(x[j] - mx) / s - (j == y)) * lm_row_weight(&m, i) * slope;
+            x[j] = ((p - (j == y)) * lm_row_weight(&m, i) - ge * p * (x[j] - mean)) * slope;
         }
         for (int j = 0; j < v; j++) {
             for (int k = 0; k < c; k++) {
@@ -1901,21 +1934,23 @@ static void lm_reference_check(LmCtx (*make)(int, int, int, int), int n, int c, 
         }
     }
     OpsHeadLora l;
+    OpsEntropy e;
     ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, NULL, lm_lora(&m, &l, m.du, m.dB),
-                               m.labels, NULL, m.grad_scale, m.row_scale, m.map, m.scratch, n, c, v,
-                               chunk);
+                               m.labels, NULL, m.grad_scale, m.row_scale, lm_entropy(&m, &e, 1),
+                               m.map, m.scratch, n, c, v, chunk);
     char what[96];
-    snprintf(what, sizeof what, "lm_head N=%d C=%d V=%d chunk=%d%s%s T=%g%s", n, c, v, chunk,
-             m.row_scale ? " row_scale" : "", cap > 0 ? " soft-capped" : "", temp,
-             R ? " lora" : "");
+    snprintf(what, sizeof what, "lm_head N=%d C=%d V=%d chunk=%d%s%s T=%g%s%s", n, c, v, chunk,
+             m.row_scale ? " row_scale" : "", cap > 0 ? " soft-capped" : "", temp, R ? " lora" : "",
+             m.entropy ? " entropy" : "");
     int bad = count_mismatch(what, m.losses, loss, n, 1e-5, 1e-5);
+    if (m.entropy) bad += count_mismatch(what, m.entropy, ent, n, 1e-6, 1e-5);
     bad += count_mismatch(what, m.dh, dh, (size_t)n * c, 1e-6, 1e-5);
     bad += count_mismatch(what, m.dW, dW, (size_t)v * c, 1e-6, 1e-5);
     bad += count_mismatch(what, m.du, du, (size_t)n * R, 1e-6, 1e-5);
     bad += count_mismatch(what, m.dB, dB, (size_t)v * R, 1e-6, 1e-5);
     if (bad) fprintf(stderr, "%s: %d elements off the double reference\n", what, bad);
     CHECK(bad == 0);
-    free(loss), free(dlog), free(dh), free(dW), free(du), free(dB);
+    free(loss), free(dlog), free(dh), free(dW), free(du), free(dB), free(ent);
     lm_free(&m);
 }
 
@@ -1941,7 +1976,8 @@ static void lm_matches_unchunked(int n, int c, int v, int chunk) {
     ops->cross_entropy(losses, dlogits, logits, m.labels, m.grad_scale, n, v);
     ops->matmul_backward(dh, dW, dlogits, m.h, m.W, n, c, v, OPS_ADD);
     ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, NULL, NULL, m.labels, NULL,
-                               m.grad_scale, NULL, OPS_LOGITS_PLAIN, m.scratch, n, c, v, chunk);
+                               m.grad_scale, NULL, NULL, OPS_LOGITS_PLAIN, m.scratch, n, c, v,
+                               chunk);
     CHECK(float_mismatch("lm_head loss vs unchunked", m.losses, losses, n, 1e-6, 1e-6) == 0);
     CHECK(float_mismatch("lm_head dh vs unchunked", m.dh, dh, (size_t)n * c, 1e-6, 1e-5) == 0);
     CHECK(float_mismatch("lm_head dW vs unchunked", m.dW, dW, (size_t)v * c, 1e-6, 1e-5) == 0);
@@ -1972,11 +2008,11 @@ static void lm_listed_matches_all(LmCtx (*make)(int, int, int, int), int n, int 
     float *du = m.R ? copy_vec(m.du, nu) : NULL, *dB = m.R ? copy_vec(m.dB, nb) : NULL;
     OpsHeadLora la, ll;
     ops->lm_head_cross_entropy(m.losses, m.dh, dW_all, m.h, m.W, wb, lm_lora(&m, &la, m.du, m.dB),
-                               m.labels, NULL, m.grad_scale, m.row_scale, m.map, m.scratch, n, c, v,
-                               chunk);
-    ops->lm_head_cross_entropy(losses, dh, dW_listed, m.h, m.W, wb, lm_lora(&m, &ll, du, dB),
-                               m.labels, rows, m.grad_scale, m.row_scale, m.map, m.scratch, listed,
+                               m.labels, NULL, m.grad_scale, m.row_scale, NULL, m.map, m.scratch, n,
                                c, v, chunk);
+    ops->lm_head_cross_entropy(losses, dh, dW_listed, m.h, m.W, wb, lm_lora(&m, &ll, du, dB),
+                               m.labels, rows, m.grad_scale, m.row_scale, NULL, m.map, m.scratch,
+                               listed, c, v, chunk);
     int moved = 0;
     for (int i = 0, k = 0; i < n; i++) {
         int on = k < listed && rows[k] == i;
@@ -2031,6 +2067,10 @@ static void test_lm_head(void) {
     lm_listed_matches_all(lm_make_rows, 5, 16, 50, OPS_LM_HEAD_CHUNK, 0); /* one chunk */
     /* an adapter on the head: its up-projection in each chunk's logits, du and dB */
     lm_gradcheck(lm_make_lora, 7, 5, 11, 3);
+    lm_gradcheck(lm_make_entropy, 7, 5, 11, 3); /* RL's entropies and their term */
+    lm_gradcheck(lm_make_entropy_capped, 7, 5, 11, 3);
+    lm_reference_check(lm_make_entropy, 37, 53, 301, 8);
+    lm_reference_check(lm_make_entropy_capped, 37, 53, 301, 8);
     lm_reference_check(lm_make_lora, 37, 53, 301, 8);
     lm_listed_matches_all(lm_make_lora, 37, 53, 301, 8, 0);
     lm_listed_matches_all(lm_make_lora, 37, 53, 301, 8, 1); /* bf16: on bf16 u and B */
@@ -2041,7 +2081,7 @@ static void test_lm_head(void) {
     fill(m.losses, 6, 1, 2), fill(m.dh, 6 * 4, 1, 2), fill(m.dW, 9 * 4, 1, 2);
     float *dh = copy_vec(m.dh, 6 * 4), *dW = copy_vec(m.dW, 9 * 4);
     ops->lm_head_cross_entropy(m.losses, m.dh, m.dW, m.h, m.W, NULL, NULL, m.labels, NULL, 1.0f,
-                               NULL, OPS_LOGITS_PLAIN, m.scratch, 6, 4, 9, 4);
+                               NULL, NULL, OPS_LOGITS_PLAIN, m.scratch, 6, 4, 9, 4);
     CHECK(max_abs(m.losses, 6) == 0.0f);
     CHECK(!memcmp(dh, m.dh, sizeof(float) * 6 * 4) && !memcmp(dW, m.dW, sizeof(float) * 9 * 4));
     free(dh), free(dW);
@@ -2316,10 +2356,43 @@ static double trl_policy(const OpsGrpoTerms *t, double c, double cd, double a, d
  * negative and whose mean of lp_old - lp (detached: at) is above it has no policy term; *masked
  * counts such rows. clipped[2] gets the tokens (rows) clipped low, high. */
 enum { GB = 6, GT = 10 };
+static int by_value(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* TRL's get_high_entropy_mask: kept[i] whether completion token i's entropy is at least the
+ * quantile q of the completion tokens' (torch.quantile in float: sorted, linear between the
+ * neighbours of rank q (n - 1), torch.lerp's form), 1 everywhere at q 0; returns their count. */
+static int high_entropy(int *kept, const float *entropy, const float *share, float q, int n) {
+    float *sorted = malloc(sizeof(float) * n);
+    int count = 0, n_kept = 0;
+    for (int i = 0; i < n; i++)
+        if (share[i] != 0) sorted[count++] = entropy[i];
+    qsort(sorted, count, sizeof *sorted, by_value);
+    float cut = 0, rank = q * (float)(count - 1);
+    if (count) {
+        float lo = sorted[(int)rank], hi = sorted[(int)ceilf(rank)], w = rank - (float)(int)rank;
+        cut = w < 0.5f ? lo + w * (hi - lo) : hi - (hi - lo) * (1.0f - w);
+    }
+    for (int i = 0; i < n; i++) n_kept += kept[i] = share[i] != 0 && (q == 0 || entropy[i] >= cut);
+    free(sorted);
+    return n_kept;
+}
+
+/* TRL's loss as grpo_weights's op computes it (above), with the entropy mask and bonus where
+ * entropy is given (the policy term at the kept tokens alone; less entropy_coef times their mean
+ * entropy). */
 static double grpo_trl_loss(const float *share, const float *adv, const double *loss,
                             const float *ref, const float *old, const double *at,
-                            const OpsGrpoTerms *t, double *clipped, int *masked) {
+                            const float *entropy, const OpsGrpoTerms *t, double *clipped,
+                            int *masked) {
     double total = 0;
+    int ent_kept[GB * GT], n_kept = 0;
+    for (int i = 0; i < GB * GT; i++) ent_kept[i] = 1;
+    if (entropy) n_kept = high_entropy(ent_kept, entropy, share, t->entropy_quantile, GB * GT);
+    for (int i = 0; entropy && i < GB * GT; i++)
+        if (ent_kept[i]) total -= (double)t->entropy_coef * entropy[i] / fmax(n_kept, 1);
     clipped[0] = clipped[1] = 0;
     *masked = 0;
     for (int b = 0; b < GB; b++) {
@@ -2350,7 +2423,7 @@ static double grpo_trl_loss(const float *share, const float *adv, const double *
             double kl = ref ? exp(-ref[i] - lp) - (-ref[i] - lp) - 1 : 0.0;
             double kc = t->kl_corrected ? c : 1.0; /* use_bias_correction_kl */
             double policy = trl_policy(t, c, cd, a, lp, &low, &high);
-            total += share[i] * ((keep ? policy : 0.0) + t->beta * kl * kc);
+            total += share[i] * ((keep && ent_kept[i] ? policy : 0.0) + t->beta * kl * kc);
             if (!by_row || !counted++) clipped[0] += low, clipped[1] += high;
         }
     }
@@ -2363,16 +2436,26 @@ static double grpo_trl_loss(const float *share, const float *adv, const double *
  * token and by sequence (GSPO's mean, RLOO's sum), for each policy term: the clipped ratio over
  * [0.51, 1.81] against the range [0.8, 1.28] (and delta's cap), cispo's cap at 1.2, sapo's
  * sigmoid. */
+/* The masks and the bonus of a grpo_weights case: none, the off-policy mask's threshold, the
+ * entropy mask's quantile, the bonus's coefficient (the last two: the op given entropies). */
+typedef struct GrpoMasks {
+    float off_policy, entropy_quantile, entropy_coef;
+} GrpoMasks;
+
 static void grpo_weights_case(int with_ref, int with_old, OpsGrpoLevel level, OpsGrpoPolicy policy,
-                              float delta, int kl_corrected, float off_policy) {
+                              float delta, int kl_corrected, GrpoMasks mk) {
     enum { NK = GB * GT, ROW_TOKENS = GT - GT / 5 }; /* a row's tokens with a share */
     OpsGrpoTerms t = grpo_test_terms(with_ref, level, policy, delta);
+    float off_policy = mk.off_policy;
     t.kl_corrected = kl_corrected, t.off_policy = off_policy;
+    t.entropy_quantile = mk.entropy_quantile, t.entropy_coef = mk.entropy_coef;
     int sequence = level != OPS_GRPO_TOKEN, sum = level == OPS_GRPO_SEQUENCE_SUM;
-    float share[NK], adv[NK], loss[NK], ref[NK], old[NK], row_scale[NK];
-    double stats[5], loss_d[NK], want_clipped[2], dummy[2];
+    int with_entropy = mk.entropy_quantile > 0 || mk.entropy_coef != 0;
+    float share[NK], adv[NK], loss[NK], ref[NK], old[NK], row_scale[NK], entropy[NK], ent_scale[NK];
+    double stats[7], loss_d[NK], want_clipped[2], dummy[2];
     for (int i = 0; i < NK; i++) {
         int b = i / GT;
+        entropy[i] = 0.1f * (float)(i * 13 % 17); /* ties among them: the threshold's >= */
         share[i] = i % 5 == 4 ? 0.0f : 0.01f * (float)(1 + b % 3);
         adv[i] = 0.4f * (float)(b * 3 % 7) - 1.2f;
         loss[i] = 2.0f + 0.1f * (float)(i % 11), loss_d[i] = loss[i];
@@ -2386,19 +2469,22 @@ static void grpo_weights_case(int with_ref, int with_old, OpsGrpoLevel level, Op
         old[i] = loss[i] + (off_policy > 0 ? -1.0f : 1.0f) * logf(ratio); /* the mask's: drift */
     }
     const float *r = with_ref ? ref : NULL, *o = with_old ? old : NULL;
-    ops->grpo_weights(stats, row_scale, share, adv, loss, r, o, t, GB, GT);
+    const float *e = with_entropy ? entropy : NULL;
+    ops->grpo_weights(stats, row_scale, mk.entropy_coef != 0 ? ent_scale : NULL, share, adv, loss,
+                      e, r, o, t, GB, GT);
     /* the derivative: old (or at, the detached log-probs) held at the unperturbed losses */
     double at[NK];
     memcpy(at, loss_d, sizeof at);
     int masked, none;
-    double want = grpo_trl_loss(share, adv, loss_d, r, o, at, &t, want_clipped, &masked), kl = 0;
+    double want = grpo_trl_loss(share, adv, loss_d, r, o, at, e, &t, want_clipped, &masked), kl = 0;
     int bad = 0, tokens = 0;
     for (int i = 0; i < NK; i++) {
         double h = 1e-4, keep = loss_d[i];
         loss_d[i] = keep + h;
-        double up = grpo_trl_loss(share, adv, loss_d, r, o, at, &t, dummy, &none);
+        double up = grpo_trl_loss(share, adv, loss_d, r, o, at, e, &t, dummy, &none);
         loss_d[i] = keep - h;
-        double fd = (up - grpo_trl_loss(share, adv, loss_d, r, o, at, &t, dummy, &none)) / (2 * h);
+        double fd =
+            (up - grpo_trl_loss(share, adv, loss_d, r, o, at, e, &t, dummy, &none)) / (2 * h);
         loss_d[i] = keep;
         if (share[i] > 0) {
             tokens++;
@@ -2425,11 +2511,30 @@ static void grpo_weights_case(int with_ref, int with_old, OpsGrpoLevel level, Op
         CHECK(want_clipped[0] > 0 && want_clipped[1] > 0);
     if (with_old && policy == OPS_GRPO_CISPO) CHECK(want_clipped[1] > 0); /* some capped */
     if (off_policy > 0) CHECK(masked > 0 && masked < 3); /* of the 3 rows whose advantage is < 0 */
+    int ent_kept[NK],
+        n_kept = with_entropy ? high_entropy(ent_kept, entropy, share, mk.entropy_quantile, NK) : 0;
+    if (with_entropy) { /* the kept tokens' sums, and the bonus's weights: -coef / their count */
+        double kept_sum = 0;
+        int scale_bad = 0;
+        for (int i = 0; i < NK; i++) {
+            kept_sum += ent_kept[i] ? entropy[i] : 0.0;
+            float want_scale = ent_kept[i] ? (float)(-mk.entropy_coef / fmax(n_kept, 1)) : 0.0f;
+            scale_bad += mk.entropy_coef != 0 && ent_kept[i] != (ent_scale[i] != 0.0f);
+            scale_bad += mk.entropy_coef != 0 && fabsf(ent_scale[i] - want_scale) > 1e-9f;
+        }
+        CHECK(scale_bad == 0);
+        CHECK(stats[6] == n_kept);
+        CHECK_CLOSE(stats[5], kept_sum, 1e-12, 1e-12);
+        if (mk.entropy_quantile > 0) CHECK(n_kept > 0 && n_kept < tokens); /* some masked */
+    }
     static const char *const names[] = {"clip", "cispo", "sapo", "vespo"};
+    char masks[96];
+    snprintf(masks, sizeof masks, "%s%s%s", off_policy > 0 ? " under the off-policy mask" : "",
+             mk.entropy_quantile > 0 ? " under the entropy mask" : "",
+             mk.entropy_coef != 0 ? " with the entropy bonus" : "");
     printf("grpo_weights %s%s%s%s%s%s%s: weights and sums match (loss %.6f, %g low and %g high of "
            "%d %s clipped)\n",
-           names[policy], delta ? " with delta" : "", kl_corrected ? "" : " (plain KL)",
-           off_policy > 0 ? " under the off-policy mask" : "",
+           names[policy], delta ? " with delta" : "", kl_corrected ? "" : " (plain KL)", masks,
            sum        ? " by sequence (sum)"
            : sequence ? " by sequence"
                       : "",
@@ -2439,7 +2544,7 @@ static void grpo_weights_case(int with_ref, int with_old, OpsGrpoLevel level, Op
 
 static void test_grpo_weights(int with_ref, int with_old, OpsGrpoLevel level, OpsGrpoPolicy policy,
                               float delta, int kl_corrected) {
-    grpo_weights_case(with_ref, with_old, level, policy, delta, kl_corrected, 0.0f);
+    grpo_weights_case(with_ref, with_old, level, policy, delta, kl_corrected, (GrpoMasks){0});
 }
 
 /* ---- activations kept in bf16 for backward (ops.h; model.precision bf16) ----
@@ -2475,9 +2580,9 @@ static void lm_bf16_matches_f32(LmCtx (*make)(int, int, int, int), int n, int c,
     float *losses = rand_vec(n, 0, 0), *dh = rand_vec((size_t)n * c, 0, 0);
     float *half = rand_vec(ops_lm_head_scratch(n, c, v, chunk, 1, 0), 0, 0); /* bf16 logits' room */
     ops->lm_head_cross_entropy(losses, dh, NULL, m.h, m.W, NULL, NULL, m.labels, NULL, m.grad_scale,
-                               m.row_scale, m.map, m.scratch, n, c, v, chunk);
+                               m.row_scale, NULL, m.map, m.scratch, n, c, v, chunk);
     ops->lm_head_cross_entropy(m.losses, m.dh, NULL, m.h, m.W, wb, NULL, m.labels, NULL,
-                               m.grad_scale, m.row_scale, m.map, half, n, c, v, chunk);
+                               m.grad_scale, m.row_scale, NULL, m.map, half, n, c, v, chunk);
     double top = 0.0; /* the largest |logit| */
     for (size_t r = 0; r < (size_t)n; r++)
         for (size_t j = 0; j < (size_t)v; j++) {
@@ -2869,10 +2974,22 @@ int main(void) {
     test_grpo_weights(1, 1, OPS_GRPO_TOKEN, OPS_GRPO_VESPO, 0.0f, 1); /* the KL's ratio a token's */
     test_grpo_weights(1, 1, OPS_GRPO_TOKEN, OPS_GRPO_VESPO, 0.0f, 0);
     /* the off-policy mask: rows of token ratios, a row's ratio (GSPO), vespo's, cispo's */
-    grpo_weights_case(1, 1, OPS_GRPO_TOKEN, OPS_GRPO_CLIP, 0.0f, 1, 0.05f);
-    grpo_weights_case(0, 1, OPS_GRPO_SEQUENCE_MEAN, OPS_GRPO_CLIP, 0.0f, 1, 0.05f);
-    grpo_weights_case(1, 1, OPS_GRPO_TOKEN, OPS_GRPO_VESPO, 0.0f, 1, 0.05f);
-    grpo_weights_case(1, 1, OPS_GRPO_TOKEN, OPS_GRPO_CISPO, 0.0f, 0, 0.05f);
+    GrpoMasks off_policy = {.off_policy = 0.05f};
+    grpo_weights_case(1, 1, OPS_GRPO_TOKEN, OPS_GRPO_CLIP, 0.0f, 1, off_policy);
+    grpo_weights_case(0, 1, OPS_GRPO_SEQUENCE_MEAN, OPS_GRPO_CLIP, 0.0f, 1, off_policy);
+    grpo_weights_case(1, 1, OPS_GRPO_TOKEN, OPS_GRPO_VESPO, 0.0f, 1, off_policy);
+    grpo_weights_case(1, 1, OPS_GRPO_TOKEN, OPS_GRPO_CISPO, 0.0f, 0, off_policy);
+    /* the entropy mask (TRL's top_entropy_quantile 0.8 and 0.2) and bonus */
+    GrpoMasks high = {.entropy_quantile = 0.2f},
+              top = {.entropy_quantile = 0.8f, .entropy_coef = 0.01f};
+    GrpoMasks bonus = {.entropy_coef = -0.03f}, both = {0.05f, 0.5f, 0.02f};
+    grpo_weights_case(1, 1, OPS_GRPO_TOKEN, OPS_GRPO_CLIP, 0.0f, 1, high);
+    grpo_weights_case(1, 1, OPS_GRPO_TOKEN, OPS_GRPO_CLIP, 0.0f, 1, top);
+    grpo_weights_case(0, 0, OPS_GRPO_TOKEN, OPS_GRPO_CLIP, 0.0f, 1, bonus);
+    grpo_weights_case(1, 1, OPS_GRPO_SEQUENCE_MEAN, OPS_GRPO_CLIP, 0.0f, 1, top);
+    grpo_weights_case(1, 1, OPS_GRPO_TOKEN, OPS_GRPO_VESPO, 0.0f, 1, top);
+    grpo_weights_case(1, 1, OPS_GRPO_TOKEN, OPS_GRPO_CISPO, 0.0f, 1, high);
+    grpo_weights_case(1, 1, OPS_GRPO_TOKEN, OPS_GRPO_CLIP, 0.0f, 1, both);
     for (int level = OPS_GRPO_TOKEN; level <= OPS_GRPO_SEQUENCE_MEAN; level++) /* without it */
         test_grpo_weights(1, 1, level, OPS_GRPO_CLIP, 0.0f, 0);
     test_adamw();

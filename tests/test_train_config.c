@@ -342,6 +342,23 @@ static void test_check(void) {
     CHECK(train_config_set(&c, "lora.strategy=full", &err) == 0);
     CHECK(train_config_check(&c, &err) == -1);
     CHECK_HAS(err.msg, "they need lora.strategy lora, not full");
+    /* GRPO's entropy mask and bonus: in range, GRPO's alone, adaptive control's bounds in order */
+    static TrainConfig rl;
+    CHECK_LOADS(&rl, "{\"model\": {\"model\": \"m\", \"task\": \"grpo\", \"reward_model\": "
+                     "\"r\"}, \"data\": {\"train_file\": \"t\", \"max_prompt_length\": 8}, "
+                     "\"train\": {\"top_entropy_quantile\": 0.2, \"entropy_coef\": 0.01}}");
+    CHECK(train_config_check(&rl, &err) == 0);
+    CHECK(rl.top_entropy_quantile == 0.2f && rl.entropy_coef == 0.01f && !rl.use_adaptive_entropy);
+    CHECK(train_config_set(&rl, "train.top_entropy_quantile=1.5", &err) == -1);
+    CHECK(train_config_set(&rl, "train.use_adaptive_entropy=true", &err) == 0);
+    CHECK(train_config_set(&rl, "train.entropy_coef_min=2", &err) == 0);
+    CHECK(train_config_check(&rl, &err) == -1);
+    CHECK_HAS(err.msg, "train.entropy_coef_min 2 is above train.entropy_coef_max 1");
+    CHECK(train_config_set(&rl, "train.entropy_coef_min=0", &err) == 0 &&
+          train_config_check(&rl, &err) == 0);
+    CHECK(train_config_set(&rl, "model.task=rloo", &err) == 0);
+    CHECK(train_config_check(&rl, &err) == -1);
+    CHECK_HAS(err.msg, "are GRPO's (TRL's RLOO has no entropy mask or bonus)");
 }
 
 static void test_set(void) {

@@ -24,6 +24,10 @@
  * The off-policy sequence mask (DeepSeek-V3.2, TRL's off_policy_mask_threshold delta > 0) drops
  * the policy term P (not the KL's) of a row whose advantage is negative and whose tokens' mean
  * lp_old - lp (detached; 0 where old is NULL) is above delta: the op takes such rows whole.
+ * The entropy mask (TRL's top_entropy_quantile, "Beyond the 80/20 rule") drops the policy term
+ * of a completion token whose entropy is below the batch's entropy_quantile (the KL's kept; a
+ * row's term at sequence level counts its kept tokens' shares alone), and the entropy bonus
+ * subtracts entropy_coef times the mean entropy over the kept tokens.
  * The weight a token's loss gets is d loss / d loss_token = -d loss / d lp.
  *
  * At sequence level a row has one ratio, clipped as a whole, the loss the same with it: GSPO's
@@ -37,6 +41,8 @@
 #pragma once
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "loraft/hostdevice.h"
 #include "loraft/ops.h"
@@ -117,8 +123,8 @@ static inline LF_HOST_DEVICE int grpo_row_of_tokens(const OpsGrpoTerms *t) {
  * token's weight the row shares. Its KL sums are the tokens' times their own ratios where the
  * level is the token's (vespo's), else the row's ratio multiplies them when it is known. */
 typedef struct GrpoRow {
-    double log_ratio, n, share, share_lp, share_kl, kl,
-        drift;               /* sums: lp - lp_old, 1, w, w lp, w kl, kl, lp_old - lp */
+    /* sums: lp - lp_old, 1, w and w lp (of the policy term's tokens), w kl, kl, lp_old - lp */
+    double log_ratio, n, share, share_lp, share_kl, kl, drift;
     double c, direct, scale; /* the ratio, cispo's dP/dlp, the weight's shared part */
     int keep;                /* 0: the off-policy mask drops the row's policy term */
 } GrpoRow;
@@ -128,16 +134,17 @@ static inline LF_HOST_DEVICE double grpo_ratio(const float *losses, const float 
     return old ? exp((double)old[i] - losses[i]) : 1.0;
 }
 
-/* Adds token i to its row's sums (share 0: off the completions, nothing). */
+/* Adds token i to its row's sums (share 0: off the completions, nothing); kept 0 where the
+ * entropy mask drops its policy term (its share and log-prob left out of share, share_lp). */
 static inline LF_HOST_DEVICE void grpo_row_add(GrpoRow *r, float share, const float *losses,
                                                const float *ref, const float *old, size_t i,
-                                               const OpsGrpoTerms *t) {
+                                               const OpsGrpoTerms *t, int kept) {
     if (share == 0.0f) return;
     double x = ref ? (double)losses[i] - ref[i] : 0.0, kl = ref ? exp(x) - x - 1.0 : 0.0;
-    double lr = old ? (double)old[i] - losses[i] : 0.0;
+    double lr = old ? (double)old[i] - losses[i] : 0.0, policy = kept ? share : 0.0;
     if (t->level == OPS_GRPO_TOKEN && t->kl_corrected) kl *= grpo_ratio(losses, old, i);
     r->log_ratio += t->policy == OPS_GRPO_VESPO ? fmin(fmax(lr, -20.0), 20.0) : lr;
-    r->n += 1.0, r->share += share, r->share_lp -= share * (double)losses[i];
+    r->n += 1.0, r->share += policy, r->share_lp -= policy * (double)losses[i];
     r->share_kl += share * kl, r->kl += kl, r->drift -= lr;
 }
 
@@ -166,16 +173,62 @@ static inline LF_HOST_DEVICE void grpo_row_finish(GrpoRow *r, double sums[5], fl
     sums[1] += kc * r->kl, sums[2] += r->n, sums[3] += g.low, sums[4] += g.high;
 }
 
-/* Token i's d loss / d losses[i] in a row taken whole, its row finished. */
+/* Token i's d loss / d losses[i] in a row taken whole, its row finished; kept as grpo_row_add's. */
 static inline LF_HOST_DEVICE float grpo_row_token(const GrpoRow *r, float share,
                                                   const float *losses, const float *ref,
-                                                  const float *old, size_t i,
-                                                  const OpsGrpoTerms *t) {
+                                                  const float *old, size_t i, const OpsGrpoTerms *t,
+                                                  int kept) {
     if (share == 0.0f) return 0.0f;
     double x = ref ? (double)losses[i] - ref[i] : 0.0, dkl; /* -d (kc kl) / d lp, over beta w */
     if (t->level == OPS_GRPO_TOKEN) /* vespo's: the token's ratio, as grpo_token's */
         dkl = t->kl_corrected ? grpo_ratio(losses, old, i) * x : exp(x) - 1.0;
     else
         dkl = (t->kl_corrected ? r->c : 1.0) * (exp(x) - 1.0);
-    return (float)(r->scale - share * r->direct + t->beta * share * dkl);
+    return (float)(r->scale - (kept ? share : 0.0f) * r->direct + t->beta * share * dkl);
+}
+
+/* The entropy mask's threshold, torch.quantile's q-quantile of n sorted values in float: at rank
+ * q (n - 1), between the values at its floor (below) and its ceiling (above), by weight w ... */
+static inline LF_HOST_DEVICE void grpo_quantile_ranks(long n, float q, long *below, long *above,
+                                                      float *w) {
+    float rank = q * (float)(n - 1);
+    *below = (long)rank, *above = (long)ceilf(rank), *w = rank - (float)*below;
+}
+
+/* ... and between them, torch.lerp's (exact at either end). */
+static inline LF_HOST_DEVICE float grpo_lerp(float lo, float hi, float w) {
+    return w < 0.5f ? lo + w * (hi - lo) : hi - (hi - lo) * (1.0f - w);
+}
+
+/* A float's bits, and back (entropies: at least 0, so their bits order as they do) */
+static inline LF_HOST_DEVICE uint32_t grpo_bits(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+}
+static inline LF_HOST_DEVICE float grpo_float(uint32_t u) {
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+/* The selection of a k-th smallest value by its bits, from the top: whether u is one of the
+ * values whose bits above `bit` are the prefix found so far and whose bit `bit` is 0 */
+static inline LF_HOST_DEVICE int grpo_select_zero(uint32_t u, uint32_t prefix, int bit) {
+    uint32_t high = bit == 31 ? 0u : ~0u << (bit + 1);
+    return (u & high) == prefix && !((u >> bit) & 1u);
+}
+
+/* Whether the entropy mask keeps completion token i's policy term: no mask, or its entropy at
+ * least the threshold. */
+static inline LF_HOST_DEVICE int grpo_entropy_kept(const OpsGrpoTerms *t, const float *entropy,
+                                                   float threshold, size_t i) {
+    return !(t->entropy_quantile > 0.0f) || entropy[i] >= threshold;
+}
+
+/* The entropy bonus's share of token i's entropy weight: -entropy_coef over the kept tokens'
+ * count (at least 1, TRL's clamp), at the kept completion tokens. */
+static inline LF_HOST_DEVICE float grpo_entropy_scale(const OpsGrpoTerms *t, float share, int kept,
+                                                      double n_kept) {
+    return share != 0.0f && kept ? (float)(-t->entropy_coef / (n_kept > 1.0 ? n_kept : 1.0)) : 0.0f;
 }

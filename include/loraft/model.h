@@ -118,6 +118,10 @@ typedef struct GrpoSpec {
     float vespo_k[2], vespo_lambda[2]; /* vespo's gamma weight, advantages >= 0 then < 0 */
     float off_policy; /* the off-policy sequence mask's threshold (TRL's off_policy_mask_threshold;
                          0: none) */
+    float entropy_quantile; /* the entropy mask's quantile (1 - top_entropy_quantile; 0: none) */
+    float entropy_coef;     /* the entropy bonus's coefficient applied (the trainer's: TRL's
+                               entropy_coef, or adaptive control's at each step; 0: none) */
+    int entropy_bonus;      /* the run may apply a bonus (entropy_coef or its control) */
 } GrpoSpec;
 
 /* How the frozen dense-layer weights are stored (model.base_dtype): f32; bf16 (rounded to
@@ -230,6 +234,10 @@ typedef struct RlooStats {
     double zero_std; /* rows whose rewards' std is 0 (Model.grpo_zero_std) */
     double tokens, clipped_low, clipped_high; /* completion tokens, those clipped (the rows, at
                                                  sequence level) */
+    double entropy;                           /* the completion tokens' entropies */
+    /* those of the tokens the policy term trains (the entropy mask's), and their count
+     * (grpo_weights' stats 5, 6) */
+    double kept_entropy, kept;
 } RlooStats;
 
 /* One named tensor of the parameter table. */
@@ -426,13 +434,16 @@ typedef struct Model {
      * std (their group's, or under scale batch the generation's) is 0, so that their advantage is
      * 0 (TRL's frac_reward_zero_std), the completion tokens and RLOO's KL (rows x the mean per
      * token, from the rows' log-probs at sampling). Where the forward decides the
-     * weights (a KL penalty, num_iterations > 1, or cispo), each token's share of the loss and its
-     * advantage, the reference's per-token losses (beta > 0) and the sampling policy's
-     * (old_losses, has_old: set for this batch by grpo_set_old), [max_batch * max_len] backend;
-     * grpo_forward_weights: the last loss took them from the device (Ops.grpo_weights) */
+     * weights (a KL penalty, num_iterations > 1, cispo, vespo, the entropy's terms), each token's
+     * share of the loss and its advantage, the reference's per-token losses (beta > 0) and the
+     * sampling policy's (old_losses, has_old: set for this batch by grpo_set_old), [max_batch *
+     * max_len] backend */
     double grpo_loss, grpo_reward, grpo_positive, grpo_zero_std, grpo_tokens, grpo_kl;
     float *grpo_share, *grpo_adv, *ref_losses, *old_losses;
-    int has_old, grpo_forward_weights;
+    /* rloo, grpo: [max_batch * max_len] backend, the policy forward's entropy a token (the LM
+     * head's OpsEntropy.out; the log's), and the entropy bonus's d loss / d entropy */
+    float *entropy, *entropy_scale;
+    int has_old;
     int adapters_off; /* linear_forward skips the LoRA branches: the base model (the reference
                          policy of DPO and RLOO, without a second copy of the weights) */
     int32_t *ids, *types, *mask, *labels; /* backend copies of the batch */

@@ -39,6 +39,9 @@ struct Objective {
     /* When the loss's gradient is not made by loss() (NULL otherwise): makes it, at the
      * start of model_backward. */
     int (*loss_backward)(Model *m, LfError *err);
+    /* What the step's ops depend on beyond the batch's shape, as a key that changes with it (the
+     * trainer records a CUDA graph per shape and key; NULL: nothing): RL's. */
+    uint64_t (*graph_key)(const Model *m);
 };
 
 extern const Objective objective_classification, objective_causal_lm, objective_dpo,
@@ -55,15 +58,16 @@ int causal_lm_labels(Model *m, const int32_t *labels, int B, int T, int32_t *out
  * (zeroed first) and its branch's du (model_head_branch), with dw those of a trainable head or
  * of its branch (+=; with dh the branch's term of dhidden too, which without dw waits for
  * lm_head_branch_backward); each row's scaled by m->loss_scale * row_scale[row] (NULL: 1) and the
- * step's gradient scale. */
-void lm_head_run(Model *m, int dh, int dw, const float *row_scale);
+ * step's gradient scale; entropy (NULL: none) the rows' entropies and their term (ops.h). */
+void lm_head_run(Model *m, int dh, int dw, const float *row_scale, const OpsEntropy *entropy);
 /* The head's branch's (model_head_branch) A gradient and (dh) its term of dhidden, from the du
  * that lm_head_run wrote with dh and without dw. */
 void lm_head_branch_backward(Model *m, int dh);
 /* causal-lm's loss and its backward with each token's gradient weighed by row_scale [B*T] (NULL:
  * 1; GRPO's, known before the forward): a training forward writes dhidden in its one pass over
- * the head unless a trainable head or its adapter needs the pass again in backward. */
-void token_weighted_loss(Model *m, const float *row_scale);
+ * the head unless a trainable head or its adapter needs the pass again in backward; the forward
+ * writes each token's entropy into entropy [B*T] (NULL: not formed; RL's log). */
+void token_weighted_loss(Model *m, const float *row_scale, float *entropy);
 void token_weighted_backward(Model *m, const float *row_scale);
 /* The objectives whose gradient weighs each row's token losses (DPO; RLOO's and GRPO's where the
  * forward decides the weights): causal-lm's plan plus m->row_scale [max_batch * max_len], which
@@ -76,7 +80,7 @@ int row_weighted_backward(Model *m, LfError *err);
  * the gradient norm, so one copy brings the step's loss, norm and pair results to the host:
  * [PAIR_STATS] doubles, ops.h's stats (m->pair_sums); [max_batch] each row's score (m->row_scores);
  * [max_batch] DPO's reference log-probs (m->ref_logps). */
-#define PAIR_STATS 6 /* doubles */
+#define PAIR_STATS 8 /* doubles */
 static inline size_t pair_readout_floats(size_t max_batch) {
     return 2 * PAIR_STATS + 2 * max_batch;
 }
@@ -131,7 +135,7 @@ int grpo_set_old(Model *m, const float *old, LfError *err);
  * a reference forward of this batch left (m->ref_losses), uploaded without waiting. */
 int grpo_set_reference(Model *m, const float *ref, LfError *err);
 /* The readout's part (pair_readout_loss): m->rloo_stats and the loss, from the host's figures
- * or, where the forward decided the weights, the device's sums[5] (ops.h grpo_weights). */
+ * or, where the forward decided the weights, the device's sums[7] (ops.h grpo_weights). */
 float grpo_readout_loss(Model *m, const double *sums);
 
 /* ---- reward.c ---- */

@@ -99,6 +99,15 @@ typedef struct OpsLogitMap {
     float softcap, temperature;
 } OpsLogitMap;
 #define OPS_LOGITS_PLAIN ((OpsLogitMap){0.0f, 1.0f}) /* neither (a C compound literal) */
+/* The softmax's entropy at the rows the LM head computes (RL's entropy metric, mask and bonus:
+ * TRL's entropy_from_logits over the mapped logits): out [N] (NULL: not formed) = H_n = -sum_j
+ * p_j log p_j (0 for ignored rows; at least 0); scale [N] (NULL: none) = d loss / d H_n, whose
+ * term, scale[n] times grad_scale times the step's gradient scale times dH/dz_j = -p_j (z_j -
+ * sum_i p_i z_i), adds to the row's dlogits (where they are formed), times the map's slope. */
+typedef struct OpsEntropy {
+    float *out;
+    const float *scale;
+} OpsEntropy;
 /* GRPO's constants (Ops.grpo_weights, grpo_token.h): the KL penalty's weight; the policy term
  * (TRL's loss_type: the clipped ratio of dapo, grpo, bnpo, dr_grpo and luspo, cispo's, sapo's or
  * vespo's, whose weight is a row's whatever the level: the KL's ratio stays the level's); the
@@ -125,6 +134,11 @@ typedef struct OpsGrpoTerms {
     int kl_corrected; /* the KL term times the ratio (TRL's use_bias_correction_kl); 0: plain */
     float vespo_k[2], vespo_lambda[2]; /* vespo's gamma weight for advantages >= 0, then < 0 */
     float off_policy; /* the off-policy sequence mask's threshold (> 0; 0: no mask) */
+    /* the entropy mask (TRL's top_entropy_quantile rho: this is 1 - rho; 0: no mask): the policy
+     * term kept at the completion tokens whose entropy is at least this quantile of the batch's
+     * completion tokens' entropies (torch.quantile's: linear between the order statistics) */
+    float entropy_quantile;
+    float entropy_coef; /* the entropy bonus's coefficient (TRL's entropy_coef; 0: none) */
 } OpsGrpoTerms;
 /* One linear of Ops.lora_backward_bf16's group: its output's gradient dout [N,OC], and where
  * its bf16(dout) goes in dd (columns dout_col..); adapted (B not NULL): forward's u [N,R], B
@@ -632,9 +646,10 @@ typedef struct Ops {
      *   forward (losses only).
      * row_scale [N] or NULL (all 1): a weight per row, for losses that are not a plain mean of
      * the token losses (DPO weighs each sequence's tokens by its pair's gradient).
-     * rows [N] or NULL: row i of the computation is row rows[i] of h, labels, losses, dh and
-     * row_scale (NULL: row i), so that a caller whose batch ignores many rows (SFT's prompts,
-     * DPO's, padding) forms the logits of the others alone; the rows not listed keep their
+     * entropy (NULL: none): each row's entropy and its term's gradient (OpsEntropy).
+     * rows [N] or NULL: row i of the computation is row rows[i] of h, labels, losses, dh,
+     * row_scale and entropy's (NULL: row i), so that a caller whose batch ignores many rows (SFT's
+     * prompts, DPO's, padding) forms the logits of the others alone; the rows not listed keep their
      * losses and dh untouched.
      * Equal to matmul_forward + cross_entropy + matmul_backward on the whole [N,V] logits.
      * lora (NULL: none): logits += scale * u @ B^T before the map; du += scale * dlogits @ B
@@ -657,8 +672,8 @@ typedef struct Ops {
     void (*lm_head_cross_entropy)(float *losses, float *dh, float *dW, const float *h,
                                   const float *W, const uint16_t *Wb, const OpsHeadLora *lora,
                                   const int32_t *labels, const int32_t *rows, float grad_scale,
-                                  const float *row_scale, OpsLogitMap map, float *scratch, int N,
-                                  int C, int V, int chunk);
+                                  const float *row_scale, const OpsEntropy *entropy,
+                                  OpsLogitMap map, float *scratch, int N, int C, int V, int chunk);
 
     /* ---- preference pairs: the loss over a batch of B rows, row 2i chosen, 2i+1 rejected ----
      * P = B / 2 pairs. Each pair's math is pair_loss.h's (in double, on every backend); the sums
@@ -693,12 +708,17 @@ typedef struct Ops {
      * policy's per-token losses, num_iterations > 1; NULL: the ratio 1). B rows of T tokens, each
      * token's share of the loss in share (0 off the completions: row_scale 0 there and nothing
      * summed), its row's advantage in adv, the policy's losses in losses, all [B*T], B <=
-     * OPS_RL_MAX_ROWS. row_scale [B*T] (overwritten) = d loss / d losses[i]; stats[5] (overwritten)
+     * OPS_RL_MAX_ROWS. row_scale [B*T] (overwritten) = d loss / d losses[i]; stats[7] (overwritten)
      * the sums, in double, of the loss, the bias-corrected KL ratio * kl, the completion tokens and
-     * the tokens (at sequence level: the rows) clipped low and high. */
-    void (*grpo_weights)(double *stats, float *row_scale, const float *share, const float *adv,
-                         const float *losses, const float *ref, const float *old, OpsGrpoTerms t,
-                         int B, int T);
+     * the tokens (at sequence level: the rows) clipped low and high, then of the entropies of the
+     * completion tokens the entropy mask keeps and their count (TRL's effective mask).
+     * entropy [B*T] (NULL: t.entropy_quantile and t.entropy_coef 0, stats[5..6] 0) the LM head's
+     * (OpsEntropy.out): the entropy mask's, and the bonus's, -entropy_coef times the mean over the
+     * kept tokens, which the loss includes; entropy_scale [B*T] (NULL where entropy_coef is 0;
+     * overwritten) its d loss / d entropy[i], the LM head's OpsEntropy.scale for the backward. */
+    void (*grpo_weights)(double *stats, float *row_scale, float *entropy_scale, const float *share,
+                         const float *adv, const float *losses, const float *entropy,
+                         const float *ref, const float *old, OpsGrpoTerms t, int B, int T);
 
     /* ---- optimizer: one step over every trainable tensor, one call ----
      * grads, m, v [n] (backend memory): the trainable tensors' gradients and AdamW moments,

@@ -126,6 +126,11 @@ typedef struct TrainConfig {
     int use_bias_correction_kl;                       /* grpo: the KL term times the ratio, 1 */
     float vespo_k[2], vespo_lambda[2]; /* grpo, vespo: advantages >= 0, < 0: 2, 3; 3, 2 */
     float off_policy_mask_threshold;   /* grpo: the off-policy sequence mask's delta, 0 (none) */
+    float top_entropy_quantile;        /* grpo: the entropy mask's share kept, 1 (none) */
+    float entropy_coef;                /* grpo: the entropy bonus's coefficient, 0 (none) */
+    int use_adaptive_entropy;          /* grpo: Skywork-OR1's control of entropy_coef, 0 */
+    float entropy_coef_min, entropy_coef_max, entropy_coef_delta, entropy_target; /* 0, 1, .005,
+                                                                                      .2 */
     char reward_funcs[REWARD_MAX_FUNCS][40]; /* rloo, grpo: [] = the reward model alone */
     int n_reward_funcs;
     float reward_weights[REWARD_MAX_FUNCS]; /* rloo, grpo: a weight a function; [] = 1 each */

@@ -39,9 +39,11 @@ int trainer_run(const TrainConfig *cfg, const RunOptions *opt, FILE *out, LfErro
 int trainer_evaluate(const TrainConfig *cfg, const char *adapter_dir, FILE *out, LfError *err);
 
 /* A micro-batch's shape: B, T, whether its mask hides a token (attention then gets it) and the
- * rows the LM head lists (Model.n_head_rows: its chunks); B 0: none. */
+ * rows the LM head lists (Model.n_head_rows: its chunks); B 0: none. key: the objective's
+ * (Objective.graph_key), what else its ops depend on. */
 typedef struct TrainShape {
     int B, T, padded, head_rows;
+    uint64_t key;
 } TrainShape;
 /* train.cuda_graphs; the shape of the last micro-batch (auto records one when it repeats); the
  * shape whose step each of the backend's graph slots holds, recorded by this TrainStep (start

@@ -1318,13 +1318,15 @@ static void cpu_first_token_backward(float *dinp, const float *dout, int B, int 
 /* ---- softmax cross-entropy ---- */
 
 /* losses[N] = logsumexp(logits[n]) - logits[n][label]; dlogits[N,V] (may be NULL) = (softmax -
- * onehot) * grad_scale * row_scale[n] (row_scale NULL: 1), times logit_map_slope of the logit
- * (the logits already mapped by map: logit_map_all), overwritten; dlogits == logits allowed (each
- * row is read before it is written). Rows with label < 0 or >= V: 0 and 0. rows (not NULL):
- * row n's label, loss and row_scale are at rows[n] (its logits at n). */
+ * onehot) * grad_scale * row_scale[n] (row_scale NULL: 1), plus the entropy term (ent: ops.h
+ * OpsEntropy, NULL: none), times logit_map_slope of the logit (the logits already mapped by map:
+ * logit_map_all), overwritten; dlogits == logits allowed (each row is read before it is written).
+ * Rows with label < 0 or >= V: 0 and 0. rows (not NULL): row n's label, loss, row_scale and
+ * entropy are at rows[n] (its logits at n). */
 static void cross_entropy_rows(float *losses, float *dlogits, const float *logits,
                                const int32_t *labels, const int32_t *rows, float grad_scale,
-                               const float *row_scale, OpsLogitMap map, int N, int V) {
+                               const float *row_scale, const OpsEntropy *ent, OpsLogitMap map,
+                               int N, int V) {
     float cap = map.softcap, inv_t = 1.0f / map.temperature;
     int mapped = cap > 0.0f || inv_t != 1.0f;
 #pragma omp parallel for if ((size_t)N * V > CPU_PAR_MIN)
@@ -1334,6 +1336,7 @@ static void cross_entropy_rows(float *losses, float *dlogits, const float *logit
         int n = rows ? rows[i] : i, label = labels[n];
         if (label < 0 || label >= V) {
             losses[n] = 0.0f;
+            if (ent && ent->out) ent->out[n] = 0.0f;
             if (d) memset(d, 0, sizeof(float) * V);
             continue;
         }
@@ -1341,27 +1344,42 @@ static void cross_entropy_rows(float *losses, float *dlogits, const float *logit
         for (int j = 0; j < V; j++) maxv = x[j] > maxv ? x[j] : maxv;
         /* the exponentials (exp_approx vectorises; the GPU's ex2.approx is as close) kept in the
          * gradient's row where the logits are not needed after (d is x, the logits' own row,
-         * under a soft-cap, whose slope reads them; a temperature's is constant); summed in double:
+         * under a soft-cap, whose slope reads them, or with the entropy's term, which reads them
+         * too; a temperature's slope is constant); summed in double:
          * a float sum of a vocabulary's 50k terms, one after the other, drifts by 1e-4 of the total
          * (torch's reductions, and the GPU's, sum in a tree) */
         float at_label = x[label];
-        int kept = d && (d != x || !(cap > 0.0f));
-        double sum = 0.0;
+        int kept = d && (d != x || (!(cap > 0.0f) && !ent));
+        double sum = 0.0, lifted = 0.0; /* the sums of e_j and (with ent) of e_j (x_j - maxv) */
         if (kept) {
 #pragma omp simd
             for (int j = 0; j < V; j++) d[j] = exp_approx(x[j] - maxv);
             for (int j = 0; j < V; j++) sum += d[j];
+        } else if (ent) {
+            for (int j = 0; j < V; j++) {
+                float e = exp_approx(x[j] - maxv);
+                sum += e, lifted += e > 0.0f ? (double)e * (x[j] - maxv) : 0.0; /* -inf: 0 */
+            }
         } else {
             for (int j = 0; j < V; j++) sum += exp_approx(x[j] - maxv);
         }
+        for (int j = 0; ent && kept && j < V; j++)
+            lifted += d[j] > 0.0f ? (double)d[j] * (x[j] - maxv) : 0.0;
         losses[n] = (maxv - at_label) + (float)log(sum); /* exact difference first, as torch */
+        /* H = log sum - E[x - maxv], the softmax's mean of the logits less their max */
+        double mean_lift = lifted / sum;
+        if (ent && ent->out) ent->out[n] = (float)fmax(log(sum) - mean_lift, 0.0);
         if (!d) continue;
-        float g = (row_scale ? grad_scale * row_scale[n] : grad_scale) * cpu_step.grad_scale;
-        float inv = (float)(1.0 / sum);
+        float step = cpu_step.grad_scale;
+        float g = (row_scale ? grad_scale * row_scale[n] : grad_scale) * step;
+        /* the entropy term: -ge p_j (x_j - E[x]), E[x] = maxv + mean_lift */
+        float ge = ent && ent->scale ? grad_scale * ent->scale[n] * step : 0.0f;
+        float inv = (float)(1.0 / sum), mean = (float)(maxv + mean_lift);
 #pragma omp simd
         for (int j = 0; j < V; j++) {
             float e = kept ? d[j] : exp_approx(x[j] - maxv);
-            float dj = e * inv * g - (j == label ? g : 0.0f);
+            float by = ge != 0.0f ? g - ge * (x[j] - mean) : g; /* no term: -inf logits stay 0 */
+            float dj = e * inv * by - (j == label ? g : 0.0f);
             d[j] = mapped ? dj * logit_map_slope(x[j], cap, inv_t) : dj;
         }
     }
@@ -1377,8 +1395,8 @@ static void logit_map_all(float *logits, size_t n, OpsLogitMap map) {
 
 static void cpu_cross_entropy(float *losses, float *dlogits, const float *logits,
                               const int32_t *labels, float grad_scale, int N, int V) {
-    cross_entropy_rows(losses, dlogits, logits, labels, NULL, grad_scale, NULL, OPS_LOGITS_PLAIN, N,
-                       V);
+    cross_entropy_rows(losses, dlogits, logits, labels, NULL, grad_scale, NULL, NULL,
+                       OPS_LOGITS_PLAIN, N, V);
 }
 
 /* ---- LM head + cross-entropy, in chunks of rows ---- */
@@ -1400,8 +1418,8 @@ typedef struct HeadLoraChunk {
 static void lm_head_chunk_bf16(float *losses, float *dh, int lora_grads, const float *h,
                                const uint16_t *Wb, const HeadLoraChunk *lora, const int32_t *labels,
                                const int32_t *idx, float grad_scale, const float *row_scale,
-                               OpsLogitMap map, float *logits, uint16_t *hb, int rows, int C,
-                               int V) {
+                               const OpsEntropy *ent, OpsLogitMap map, float *logits, uint16_t *hb,
+                               int rows, int C, int V) {
     size_t n_logits = (size_t)rows * V;
     for (size_t i = 0; i < (size_t)rows * C; i++) hb[i] = f32_to_bf16(h[i]);
     for (size_t n = 0; n < (size_t)rows; n++)
@@ -1418,7 +1436,7 @@ static void lm_head_chunk_bf16(float *losses, float *dh, int lora_grads, const f
     }
     logit_map_all(logits, n_logits, map);
     cross_entropy_rows(losses, dh || lora_grads ? logits : NULL, logits, labels, idx, grad_scale,
-                       row_scale, map, rows, V);
+                       row_scale, ent, map, rows, V);
     for (size_t n = 0; dh && n < (size_t)rows; n++)
         for (size_t v = 0; v < (size_t)V; v++) {
             float d = bf16_round(logits[n * V + v]);
@@ -1482,8 +1500,9 @@ static void head_lora_backward(const HeadLoraChunk *c, const float *dlogits, con
 static void cpu_lm_head_cross_entropy(float *losses, float *dh, float *dW, const float *h,
                                       const float *W, const uint16_t *Wb, const OpsHeadLora *lora,
                                       const int32_t *labels, const int32_t *rows, float grad_scale,
-                                      const float *row_scale, OpsLogitMap map, float *scratch,
-                                      int N, int C, int V, int chunk) {
+                                      const float *row_scale, const OpsEntropy *entropy,
+                                      OpsLogitMap map, float *scratch, int N, int C, int V,
+                                      int chunk) {
     if (chunk < 1) return; /* the contract asks for >= 1; never loop forever */
     int bf16 = Wb != NULL, lora_grads = lora && (lora->du || lora->dB);
     int grads = dh || dW || lora_grads;
@@ -1508,10 +1527,15 @@ static void cpu_lm_head_cross_entropy(float *losses, float *dh, float *dW, const
         float *lc = idx ? losses : losses + n0;
         const int32_t *yc = idx ? labels : labels + n0;
         const float *rs = !row_scale ? NULL : idx ? row_scale : row_scale + n0;
+        OpsEntropy ec = {0}; /* the chunk's rows of entropy's (listed: all, as rs) */
+        if (entropy && !idx)
+            ec = (OpsEntropy){entropy->out ? entropy->out + n0 : NULL,
+                              entropy->scale ? entropy->scale + n0 : NULL};
+        const OpsEntropy *ent = !entropy ? NULL : idx ? entropy : &ec;
         HeadLoraChunk lo = lora ? head_lora_chunk(lora, la, Bb, idx, n0, n) : (HeadLoraChunk){0};
         const HeadLoraChunk *lop = lora ? &lo : NULL;
         if (Wb) {
-            lm_head_chunk_bf16(lc, dhc, lora_grads, hc, Wb, lop, yc, idx, grad_scale, rs, map,
+            lm_head_chunk_bf16(lc, dhc, lora_grads, hc, Wb, lop, yc, idx, grad_scale, rs, ent, map,
                                scratch, hb, n, C, V);
         } else {
             cpu_matmul_forward(scratch, hc, W, NULL, n, C, V);
@@ -1519,8 +1543,8 @@ static void cpu_lm_head_cross_entropy(float *losses, float *dh, float *dW, const
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, lora->R, lora->scale,
                             lo.u, lora->R, lora->B, lora->R, 1.0f, scratch, V);
             logit_map_all(scratch, (size_t)n * V, map);
-            cross_entropy_rows(lc, grads ? scratch : NULL, scratch, yc, idx, grad_scale, rs, map, n,
-                               V);
+            cross_entropy_rows(lc, grads ? scratch : NULL, scratch, yc, idx, grad_scale, rs, ent,
+                               map, n, V);
             if (grads) cpu_matmul_backward(dhc, dW, scratch, hc, W, n, C, V, 1);
         }
         if (lora_grads) head_lora_backward(&lo, scratch, idx, n, V);
@@ -1586,28 +1610,65 @@ static void cpu_reward_loss(double *stats, float *rewards, float *dscores, const
 
 /* ---- GRPO's and RLOO's token weights ---- */
 
-static void cpu_grpo_weights(double *stats, float *row_scale, const float *share, const float *adv,
-                             const float *losses, const float *ref, const float *old,
+/* The k-th smallest (from 0) of the completion tokens' entropies (share not 0), by their bits
+ * (entropies are at least 0, so their bits order as they do), a bit at a time from the top: the
+ * GPU's selection, one thread's. */
+static float kth_entropy(const float *entropy, const float *share, size_t n, long k) {
+    uint32_t prefix = 0;
+    long below = 0; /* the values under the prefix found so far */
+    for (int bit = 31; bit >= 0; bit--) {
+        long zeros = 0;
+        for (size_t i = 0; i < n; i++)
+            zeros += share[i] != 0.0f && grpo_select_zero(grpo_bits(entropy[i]), prefix, bit);
+        if (below + zeros <= k) prefix |= 1u << bit, below += zeros;
+    }
+    return grpo_float(prefix);
+}
+
+/* The entropy mask's threshold (grpo_token.h); 0 where there is no mask or no completion token. */
+static float entropy_threshold(const float *entropy, const float *share, float q, size_t n) {
+    long count = 0, below, above;
+    for (size_t i = 0; i < n; i++) count += share[i] != 0.0f;
+    if (!(q > 0.0f) || !count) return 0.0f;
+    float w;
+    grpo_quantile_ranks(count, q, &below, &above, &w);
+    return grpo_lerp(kth_entropy(entropy, share, n, below), kth_entropy(entropy, share, n, above),
+                     w);
+}
+
+static void cpu_grpo_weights(double *stats, float *row_scale, float *entropy_scale,
+                             const float *share, const float *adv, const float *losses,
+                             const float *entropy, const float *ref, const float *old,
                              OpsGrpoTerms t, int B, int T) {
-    double sums[5] = {0, 0, 0, 0, 0};
+    double sums[7] = {0, 0, 0, 0, 0, 0, 0};
     size_t n = (size_t)B * T;
     int by_row = grpo_by_row(&t);
+    float cut = entropy ? entropy_threshold(entropy, share, t.entropy_quantile, n) : 0.0f;
+#define KEPT(i) (!entropy || grpo_entropy_kept(&t, entropy, cut, i))
     for (size_t i = 0; !by_row && i < n; i++)
-        row_scale[i] = grpo_token(sums, share[i], adv[i], losses, ref, old, i, &t, 1);
+        row_scale[i] = grpo_token(sums, share[i], adv[i], losses, ref, old, i, &t, KEPT(i));
     for (int b = 0; by_row && b < B; b++) {
         size_t at = (size_t)b * T;
         GrpoRow r = {0};
-        for (size_t i = at; i < at + T; i++) grpo_row_add(&r, share[i], losses, ref, old, i, &t);
+        for (size_t i = at; i < at + T; i++)
+            grpo_row_add(&r, share[i], losses, ref, old, i, &t, KEPT(i));
         if (grpo_row_of_tokens(&t)) { /* the off-policy mask's row of token ratios */
             int keep = grpo_row_kept(&r, adv[at], &t);
             for (size_t i = at; i < at + T; i++)
-                row_scale[i] = grpo_token(sums, share[i], adv[i], losses, ref, old, i, &t, keep);
+                row_scale[i] =
+                    grpo_token(sums, share[i], adv[i], losses, ref, old, i, &t, keep && KEPT(i));
             continue;
         }
         grpo_row_finish(&r, sums, adv[at], &t);
         for (size_t i = at; i < at + T; i++)
-            row_scale[i] = grpo_row_token(&r, share[i], losses, ref, old, i, &t);
+            row_scale[i] = grpo_row_token(&r, share[i], losses, ref, old, i, &t, KEPT(i));
     }
+    for (size_t i = 0; entropy && i < n; i++)
+        if (share[i] != 0.0f && KEPT(i)) sums[5] += entropy[i], sums[6] += 1.0;
+    sums[0] -= t.entropy_coef * sums[5] / (sums[6] > 1.0 ? sums[6] : 1.0);
+    for (size_t i = 0; entropy_scale && i < n; i++)
+        entropy_scale[i] = grpo_entropy_scale(&t, share[i], KEPT(i), sums[6]);
+#undef KEPT
     memcpy(stats, sums, sizeof sums);
 }
 

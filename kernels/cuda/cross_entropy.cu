@@ -20,11 +20,16 @@
  * CeMap: RL's temperature alone, one multiply within the plain kernel's 32
  * registers; Gemma 2's final soft-cap, then the temperature, a kernel of its own,
  * CE_CAPPED, so that the others keep to 32 registers, two 1024-thread blocks an
- * SM). A label >= V raises a fault bit that status() reports. */
+ * SM). A label >= V raises a fault bit that status() reports. The softmax's entropy (ops.h
+ * OpsEntropy: RL's metric, mask and bonus) is another kernel, ENT (within the same 32
+ * registers, no spills, on sm_80 and sm_90): a thread keeps S1, the sum of e^(v - max) (v - max),
+ * beside the sum S0, so H = log S0 - S1 / S0 and the mean logit max + S1 / S0 that the entropy's
+ * gradient needs come from the same pass. */
 #include "cuda_common.cuh"
 #include "loraft/activation.h" /* logit_map */
 #include "mma_bf16.cuh"        /* ex2_approx */
 
+#include <float.h> /* FLT_MAX */
 #include <type_traits>
 
 enum { CE_THREADS = 1024 };
@@ -143,18 +148,38 @@ template <int K> __device__ inline void online_add(float &mx, float &sum, const 
     mx = vmax;
 }
 
+/* online_add that also keeps s1, the sum of e^(value - mx) (value - mx): rescaled as the sum is,
+ * plus the shift times the sum (S1 about a new max = f (S1 + d S0), d = old - new, f = e^d). The
+ * clamp keeps a -inf value's term 0 (0 times -inf is nan): its e^ is 0. */
+template <int K>
+__device__ inline void online_add_ent(float &mx, float &sum, float &s1, const float (&v)[K]) {
+    float vmax = mx;
+#pragma unroll
+    for (int k = 0; k < K; k++) vmax = fmaxf(vmax, v[k]);
+    if (vmax == -INFINITY) return;
+    float d = mx == -INFINITY ? 0.0f : mx - vmax, f = ex2_approx(d * LOG2E); /* none yet: 0s */
+    s1 = f * (s1 + d * sum), sum *= f;
+#pragma unroll
+    for (int k = 0; k < K; k++) {
+        float dv = fmaxf(v[k] - vmax, -FLT_MAX), e = ex2_approx(dv * LOG2E);
+        sum += e, s1 += e * dv;
+    }
+    mx = vmax;
+}
+
 /* losses[N], dlogits [N,V] (may be NULL, or the logits: in place) from logits [N,V] (mapped as M
  * says by softcap and inv_t, their gradient times the map's slope), labels [N]; row_scale
  * [N] or NULL; rows [N] or NULL: row n's label, loss and row_scale are at rows[n] (its logits at
  * n). T: float, or bf16 (the LM head's bf16 path), logits and gradients alike, so that a thread
  * writes each gradient over the logit it read itself. VEC: values a load, 16 / sizeof(T) where
- * dlogits lie as the logits do against 16-byte boundaries, else 1. */
-template <typename T, int VEC, CeMap M>
+ * dlogits lie as the logits do against 16-byte boundaries, else 1. ENT: the entropy too, ent's
+ * out and scale at row rows[n] as the loss (ent unused otherwise). */
+template <typename T, int VEC, CeMap M, bool ENT>
 __global__ void __launch_bounds__(CE_THREADS, M == CE_CAPPED ? 1 : CE_BLOCKS_PER_SM)
     cross_entropy_kernel(float *losses, T *dlogits, const T *logits, const int32_t *labels,
                          const int32_t *rows, float grad_scale, const float *row_scale,
-                         float softcap, float inv_t, const OpsStep *step, int N, int V,
-                         int *fault) {
+                         OpsEntropy ent, float softcap, float inv_t, const OpsStep *step, int N,
+                         int V, int *fault) {
     constexpr int U = ce_unroll<VEC, T>();
     for (int i = blockIdx.x; i < N; i += gridDim.x) {
         const T *x = logits + (size_t)i * V;
@@ -166,6 +191,7 @@ __global__ void __launch_bounds__(CE_THREADS, M == CE_CAPPED ? 1 : CE_BLOCKS_PER
         if (label >= V && fault && threadIdx.x == 0) atomicOr(fault, FAULT_LABEL);
         if (label < 0 || label >= V) { /* ignored row (HF's -100), or a faulted one */
             if (threadIdx.x == 0) losses[n] = 0.0f;
+            if (ENT && ent.out && threadIdx.x == 0) ent.out[n] = 0.0f;
             float zero[VEC] = {};
             for (int e = 0; dx && e < 2; e++)
                 if (r.edge(e) >= 0) store_as(dx + r.edge(e), 0.0f);
@@ -176,27 +202,48 @@ __global__ void __launch_bounds__(CE_THREADS, M == CE_CAPPED ? 1 : CE_BLOCKS_PER
         auto mapped = [&](float v) { return ce_map<M>(v, softcap, inv_t); };
         auto slope = [&](float v) { return ce_slope<M>(v, softcap, inv_t); };
         /* at_label read before dx is written */
-        float at_label = mapped(as_f32(x[label])), mx = -INFINITY, sum = 0.0f;
+        float at_label = mapped(as_f32(x[label])), mx = -INFINITY, sum = 0.0f, s1 = 0.0f;
+        auto add = [&](const auto &v) {
+            if constexpr (ENT)
+                online_add_ent(mx, sum, s1, v);
+            else
+                online_add(mx, sum, v);
+        };
         float edges[2];
         for (int e = 0; e < 2; e++)
             edges[e] = r.edge(e) >= 0 ? mapped(as_f32(x[r.edge(e)])) : -INFINITY;
-        online_add(mx, sum, edges);
+        add(edges);
         for_vector_groups<U>(r.vecs, [&](int q0, auto whole) {
             constexpr bool WHOLE = decltype(whole)::value;
             float v[U * VEC];
             load_vecs<M, VEC, U, WHOLE>(v, xv, q0, r.vecs, -INFINITY, softcap, inv_t);
-            online_add(mx, sum, v);
+            add(v);
         });
         float row_max = block_max(mx);
-        sum = block_sum(mx == -INFINITY ? 0.0f : sum * ex2_approx((mx - row_max) * LOG2E));
+        if constexpr (ENT) { /* each thread's sums about the row's max, as online_add_ent's */
+            float d = mx == -INFINITY ? 0.0f : mx - row_max, f = ex2_approx(d * LOG2E);
+            s1 = block_sum(f * (s1 + d * sum));
+            sum = block_sum(f * sum);
+        } else {
+            sum = block_sum(mx == -INFINITY ? 0.0f : sum * ex2_approx((mx - row_max) * LOG2E));
+        }
         mx = row_max;
         /* the exact difference first, as torch: at large logits mx + log(sum) rounds */
         if (threadIdx.x == 0) losses[n] = (mx - at_label) + logf(sum);
+        float lift = ENT ? s1 / sum : 0.0f; /* the softmax's mean of the logits less mx */
+        if (ENT && ent.out && threadIdx.x == 0) ent.out[n] = fmaxf(logf(sum) - lift, 0.0f);
         if (!dx) continue;
         float g = (row_scale ? grad_scale * row_scale[n] : grad_scale) * step_grad_scale(step);
         float inv_sum = 1.0f / sum, g_sum = g * inv_sum;
+        /* the entropy's term, -ge p (v - mean): ge / sum, and the mean less mx (no term: -inf
+         * logits' gradients stay 0, as the CPU's) */
+        float ge_sum =
+            ENT && ent.scale ? grad_scale * ent.scale[n] * step_grad_scale(step) * inv_sum : 0.0f;
+        auto by = [&](float v) {
+            return ENT && ge_sum != 0.0f ? g_sum - ge_sum * (v - mx - lift) : g_sum;
+        };
         /* d loss / d logit off the label: its softmax times g (times the map's slope) */
-        auto grad = [&](float v) { return ex2_approx((v - mx) * LOG2E) * g_sum * slope(v); };
+        auto grad = [&](float v) { return ex2_approx((v - mx) * LOG2E) * by(v) * slope(v); };
         for (int e = 0; e < 2; e++)
             if (r.edge(e) >= 0) store_as(dx + r.edge(e), grad(mapped(as_f32(x[r.edge(e)]))));
         for_vector_groups<U>(r.vecs, [&](int q0, auto whole) {
@@ -214,7 +261,8 @@ __global__ void __launch_bounds__(CE_THREADS, M == CE_CAPPED ? 1 : CE_BLOCKS_PER
         /* the label's gradient, softmax - 1, over what its thread wrote: once every thread has */
         __syncthreads();
         if (threadIdx.x == 0) {
-            float d = (ex2_approx((at_label - mx) * LOG2E) * inv_sum - 1.0f) * g;
+            float e = ex2_approx((at_label - mx) * LOG2E);
+            float d = ENT ? e * by(at_label) - g : (e * inv_sum - 1.0f) * g;
             store_as(dx + label, d * slope(at_label));
         }
     }
@@ -223,17 +271,24 @@ __global__ void __launch_bounds__(CE_THREADS, M == CE_CAPPED ? 1 : CE_BLOCKS_PER
 template <typename T>
 static void cross_entropy_launch(float *losses, T *dlogits, const T *logits, const int32_t *labels,
                                  const int32_t *rows, float grad_scale, const float *row_scale,
-                                 OpsLogitMap map, int N, int V) {
+                                 const OpsEntropy *ent, OpsLogitMap map, int N, int V) {
     if (N <= 0 || V <= 0) return;
     float inv_t = 1.0f / map.temperature;
     unsigned threads = V >= CE_THREADS ? (unsigned)CE_THREADS : (unsigned)(V + 31) / 32 * 32;
     unsigned blocks = N < (int)CUDA_MAX_BLOCKS ? (unsigned)N : CUDA_MAX_BLOCKS;
+    OpsEntropy e = ent ? *ent : OpsEntropy{NULL, NULL};
+    bool with_ent = e.out || e.scale;
     auto launch = [&](auto mapped, auto vec) {
         constexpr CeMap M = decltype(mapped)::value;
         constexpr int VEC = decltype(vec)::value;
-        cross_entropy_kernel<T, VEC, M>
-            <<<blocks, threads>>>(losses, dlogits, logits, labels, rows, grad_scale, row_scale,
-                                  map.softcap, inv_t, cuda_step(), N, V, cuda_fault_word());
+        if (with_ent)
+            cross_entropy_kernel<T, VEC, M, true>
+                <<<blocks, threads>>>(losses, dlogits, logits, labels, rows, grad_scale, row_scale,
+                                      e, map.softcap, inv_t, cuda_step(), N, V, cuda_fault_word());
+        else
+            cross_entropy_kernel<T, VEC, M, false>
+                <<<blocks, threads>>>(losses, dlogits, logits, labels, rows, grad_scale, row_scale,
+                                      e, map.softcap, inv_t, cuda_step(), N, V, cuda_fault_word());
     };
     /* vectors where each row's gradients lie as its logits do against 16-byte boundaries (in
      * place: always; the bf16 path is in place) */
@@ -254,19 +309,22 @@ static void cross_entropy_launch(float *losses, T *dlogits, const T *logits, con
 
 void cuda_cross_entropy_rows(float *losses, float *dlogits, const float *logits,
                              const int32_t *labels, const int32_t *rows, float grad_scale,
-                             const float *row_scale, OpsLogitMap map, int N, int V) {
-    cross_entropy_launch(losses, dlogits, logits, labels, rows, grad_scale, row_scale, map, N, V);
+                             const float *row_scale, const OpsEntropy *ent, OpsLogitMap map, int N,
+                             int V) {
+    cross_entropy_launch(losses, dlogits, logits, labels, rows, grad_scale, row_scale, ent, map, N,
+                         V);
 }
 
 void cuda_cross_entropy_rows_bf16(float *losses, __nv_bfloat16 *logits, int grads,
                                   const int32_t *labels, const int32_t *rows, float grad_scale,
-                                  const float *row_scale, OpsLogitMap map, int N, int V) {
+                                  const float *row_scale, const OpsEntropy *ent, OpsLogitMap map,
+                                  int N, int V) {
     cross_entropy_launch(losses, grads ? logits : NULL, logits, labels, rows, grad_scale, row_scale,
-                         map, N, V);
+                         ent, map, N, V);
 }
 
 void cuda_cross_entropy(float *losses, float *dlogits, const float *logits, const int32_t *labels,
                         float grad_scale, int N, int V) {
-    cuda_cross_entropy_rows(losses, dlogits, logits, labels, NULL, grad_scale, NULL,
+    cuda_cross_entropy_rows(losses, dlogits, logits, labels, NULL, grad_scale, NULL, NULL,
                             OpsLogitMap{0.0f, 1.0f}, N, V);
 }

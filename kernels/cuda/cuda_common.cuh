@@ -358,26 +358,29 @@ void cuda_first_token_backward(float *dinp, const float *dout, int B, int T, int
 void cuda_cross_entropy(float *losses, float *dlogits, const float *logits, const int32_t *labels,
                         float grad_scale, int N, int V);
 /* cuda_cross_entropy with row n's gradient scaled by row_scale[n] too (NULL: 1), of the logits
- * mapped by map first (lm_head_cross_entropy's); rows (not NULL): row n's label, loss and
- * row_scale at rows[n], its logits at n */
+ * mapped by map first (lm_head_cross_entropy's), with the entropy (ent: ops.h OpsEntropy; NULL:
+ * none); rows (not NULL): row n's label, loss, row_scale and entropy at rows[n], its logits at n */
 void cuda_cross_entropy_rows(float *losses, float *dlogits, const float *logits,
                              const int32_t *labels, const int32_t *rows, float grad_scale,
-                             const float *row_scale, OpsLogitMap map, int N, int V);
+                             const float *row_scale, const OpsEntropy *ent, OpsLogitMap map, int N,
+                             int V);
 /* The same over bf16 logits [N,V], their gradient (grads) written over them in bf16 */
 void cuda_cross_entropy_rows_bf16(float *losses, __nv_bfloat16 *logits, int grads,
                                   const int32_t *labels, const int32_t *rows, float grad_scale,
-                                  const float *row_scale, OpsLogitMap map, int N, int V);
+                                  const float *row_scale, const OpsEntropy *ent, OpsLogitMap map,
+                                  int N, int V);
 void cuda_lm_head_cross_entropy(float *losses, float *dh, float *dW, const float *h, const float *W,
                                 const uint16_t *Wb, const OpsHeadLora *lora, const int32_t *labels,
                                 const int32_t *rows, float grad_scale, const float *row_scale,
-                                OpsLogitMap map, float *scratch, int N, int C, int V, int chunk);
+                                const OpsEntropy *entropy, OpsLogitMap map, float *scratch, int N,
+                                int C, int V, int chunk);
 void cuda_dpo_loss(double *stats, float *logps, float *row_scale, const float *losses,
                    const int32_t *labels, const float *ref, float beta, float label_smoothing,
                    int ipo, float grad_scale, int B, int T);
 void cuda_reward_loss(double *stats, float *rewards, float *dscores, const float *scores,
                       const int32_t *pos, float grad_scale, int B, int T);
-void cuda_grpo_weights(double *stats, float *row_scale, const float *share, const float *adv,
-                       const float *losses, const float *ref, const float *old, OpsGrpoTerms t,
-                       int B, int T);
+void cuda_grpo_weights(double *stats, float *row_scale, float *entropy_scale, const float *share,
+                       const float *adv, const float *losses, const float *entropy,
+                       const float *ref, const float *old, OpsGrpoTerms t, int B, int T);
 void cuda_adamw_step(const AdamWTensor *tensors, int n_tensors, const float *grads, float *m,
                      float *v, size_t n, AdamWHyper h, double *norm, double *scratch);

@@ -8,7 +8,7 @@
  * bf16; half the bytes of the pass between the GEMMs), and both GEMMs run on bf16
  * tensor cores (TF32 at best otherwise). With a row list (ops.h `rows`) the
  * chunk's rows of h are gathered as they are rounded (or into scratch, f32), the
- * cross-entropy finds each row's label, loss and weight through the list, and dh's
+ * cross-entropy finds each row's label, loss, weight and entropy through the list, and dh's
  * GEMM writes the chunk's rows apart, which one pass then adds to theirs. An
  * adapter on the head (OpsHeadLora) adds its up-projection to each chunk's logits
  * with a GEMM of K = R (on bf16 u and B under Wb, into the bf16 logits), and
@@ -113,8 +113,8 @@ static void head_chunk_backward(const HeadChunk &c, const void *dlogits, const i
 static void lm_head_chunk_bf16(float *losses, float *dh, int acc, int lora_grads, const float *h,
                                const __nv_bfloat16 *Wb, const HeadChunk *lora,
                                const int32_t *labels, const int32_t *idx, float grad_scale,
-                               const float *row_scale, OpsLogitMap map, __nv_bfloat16 *logits,
-                               __nv_bfloat16 *hb, int rows, int C, int V) {
+                               const float *row_scale, const OpsEntropy *ent, OpsLogitMap map,
+                               __nv_bfloat16 *logits, __nv_bfloat16 *hb, int rows, int C, int V) {
     if (idx)
         move_rows<__nv_bfloat16, false>(hb, h, idx, rows, C);
     else
@@ -126,7 +126,7 @@ static void lm_head_chunk_bf16(float *losses, float *dh, int acc, int lora_grads
         cuda_gemm_bf16(CUBLAS_OP_T, CUBLAS_OP_N, V, rows, lora->l->R, lora->l->scale, lora->Bb,
                        lora->l->R, lora->ub, lora->l->R, 1.0f, logits, CUDA_R_16BF, V);
     cuda_cross_entropy_rows_bf16(losses, logits, dh || lora_grads, labels, idx, grad_scale,
-                                 row_scale, map, rows, V);
+                                 row_scale, ent, map, rows, V);
     /* dh^T[C,rows] (+)= Wb^T[C,V] dlogits^T[V,rows]: both their buffers' column-major views */
     if (dh)
         cuda_gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_N, C, rows, V, 1.0f, Wb, C, logits, V,
@@ -134,12 +134,14 @@ static void lm_head_chunk_bf16(float *losses, float *dh, int acc, int lora_grads
 }
 
 /* losses[N]; dh[N,C] += dlogits @ W (rows weighed by row_scale, NULL: 1); dW[V,C] += dlogits^T @ h;
- * h [N,C], W [V,C], Wb its bf16 copy or NULL; the logits mapped by map; rows NULL
- * or the rows of h, labels, losses, dh and row_scale that the N computed rows are (ops.h). */
+ * h [N,C], W [V,C], Wb its bf16 copy or NULL; the logits mapped by map; the entropy (NULL: none);
+ * rows NULL or the rows of h, labels, losses, dh, row_scale and entropy's that the N computed rows
+ * are (ops.h). */
 void cuda_lm_head_cross_entropy(float *losses, float *dh, float *dW, const float *h, const float *W,
                                 const uint16_t *Wb, const OpsHeadLora *lora, const int32_t *labels,
                                 const int32_t *rows, float grad_scale, const float *row_scale,
-                                OpsLogitMap map, float *scratch, int N, int C, int V, int chunk) {
+                                const OpsEntropy *entropy, OpsLogitMap map, float *scratch, int N,
+                                int C, int V, int chunk) {
     if (chunk < 1) return; /* the contract asks for >= 1; never loop forever */
     if (Wb && dW) {
         CUDA_FAIL("lm_head_cross_entropy: a head given in bf16 (Wb) has no weight gradient");
@@ -163,12 +165,17 @@ void cuda_lm_head_cross_entropy(float *losses, float *dh, float *dW, const float
         float *lc = idx ? losses : losses + n0;
         const int32_t *yc = idx ? labels : labels + n0;
         const float *rs = !row_scale ? NULL : idx ? row_scale : row_scale + n0;
+        OpsEntropy ec = {}; /* the chunk's rows of entropy's (listed: all, as rs) */
+        if (entropy && !idx)
+            ec = {entropy->out ? entropy->out + n0 : NULL,
+                  entropy->scale ? entropy->scale + n0 : NULL};
+        const OpsEntropy *ent = !entropy ? NULL : idx ? entropy : &ec;
         HeadChunk hc_lora = {};
         if (lora) hc_lora = head_chunk(lora, la, Bb, idx, n0, n, most);
         if (Wb) {
             lm_head_chunk_bf16(lc, dhc, !idx, lora_grads, idx ? h : h + (size_t)n0 * C,
                                (const __nv_bfloat16 *)Wb, lora ? &hc_lora : NULL, yc, idx,
-                               grad_scale, rs, map, (__nv_bfloat16 *)scratch, hb, n, C, V);
+                               grad_scale, rs, ent, map, (__nv_bfloat16 *)scratch, hb, n, C, V);
         } else {
             const float *hc = h + (size_t)n0 * C;
             if (idx) move_rows<float, false>(hg, h, idx, n, C), hc = hg;
@@ -178,7 +185,7 @@ void cuda_lm_head_cross_entropy(float *losses, float *dh, float *dW, const float
                 cuda_gemm(CUBLAS_OP_T, CUBLAS_OP_N, V, n, lora->R, lora->scale, lora->B, lora->R, 0,
                           hc_lora.u, lora->R, 0, 1.0f, scratch, V, 0, 1);
             cuda_cross_entropy_rows(lc, grads ? scratch : NULL, scratch, yc, idx, grad_scale, rs,
-                                    map, n, V);
+                                    ent, map, n, V);
             if (grads) cuda_matmul_backward(dhc, dW, scratch, hc, W, n, C, V, 1);
         }
         if (lora_grads) head_chunk_backward(hc_lora, scratch, idx, n, V);

@@ -110,58 +110,102 @@ void cuda_reward_loss(double *stats, float *rewards, float *dscores, const float
     CUDA_LAUNCHED("reward_loss");
 }
 
+/* The k-th smallest (from 0) of the completion tokens' entropies (share not 0) by their bits,
+ * from the top, as the CPU's kth_entropy: a pass a bit, each a count over the block (integers:
+ * the CPU's in any order). Every thread calls it and gets it. */
+__device__ float kth_entropy(const float *entropy, const float *share, size_t n, long long k) {
+    uint32_t prefix = 0;
+    long long below = 0; /* the values under the prefix found so far */
+    for (int bit = 31; bit >= 0; bit--) {
+        long long zeros = 0;
+        for (size_t i = threadIdx.x; i < n; i += blockDim.x)
+            zeros += share[i] != 0.0f && grpo_select_zero(grpo_bits(entropy[i]), prefix, bit);
+        zeros = block_sum(zeros);
+        if (below + zeros <= k) prefix |= 1u << bit, below += zeros;
+    }
+    return grpo_float(prefix);
+}
+
+/* The entropy mask's threshold (grpo_token.h), as the CPU's entropy_threshold; 0 where there is
+ * no mask or no completion token. Every thread calls it and gets it. */
+__device__ float entropy_threshold(const float *entropy, const float *share, float q, size_t n) {
+    if (!(q > 0.0f)) return 0.0f;
+    long long count = 0;
+    for (size_t i = threadIdx.x; i < n; i += blockDim.x) count += share[i] != 0.0f;
+    count = block_sum(count);
+    if (!count) return 0.0f;
+    long below, above;
+    float w;
+    grpo_quantile_ranks((long)count, q, &below, &above, &w);
+    float lo = kth_entropy(entropy, share, n, below);
+    return grpo_lerp(lo, above == below ? lo : kth_entropy(entropy, share, n, above), w);
+}
+
 /* GRPO's token weights over B rows of T tokens: at token level a thread a token at a time; rows
  * taken whole (at sequence level, vespo's, or under the off-policy mask) a warp a row, its sums
  * over the lanes, lane 0 finishing the row (or each lane its tokens, under the mask alone at
- * token level), then its tokens. The five sums in double per thread, then per warp, then by
- * thread 0 over the warps. */
-__global__ void grpo_weights_kernel(double *stats, float *row_scale, const float *share,
-                                    const float *adv, const float *losses, const float *ref,
-                                    const float *old, OpsGrpoTerms t, int B, int T) {
-    __shared__ double part[PAIR_THREADS / 32][5];
-    double sums[5] = {0.0, 0.0, 0.0, 0.0, 0.0};
+ * token level), then its tokens. The entropy mask's threshold first, the block's selection; the
+ * kept tokens' entropies and count after the weights, the count over the block before the
+ * bonus's weights. The seven sums in double per thread, then per warp, then by thread 0 over the
+ * warps. */
+__global__ void grpo_weights_kernel(double *stats, float *row_scale, float *entropy_scale,
+                                    const float *share, const float *adv, const float *losses,
+                                    const float *entropy, const float *ref, const float *old,
+                                    OpsGrpoTerms t, int B, int T) {
+    __shared__ double part[PAIR_THREADS / 32][7];
+    double sums[7] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
     size_t n = (size_t)B * T;
     int by_row = grpo_by_row(&t);
+    float cut = entropy ? entropy_threshold(entropy, share, t.entropy_quantile, n) : 0.0f;
+    auto kept = [&](size_t i) { return !entropy || grpo_entropy_kept(&t, entropy, cut, i); };
     for (size_t i = threadIdx.x; !by_row && i < n; i += blockDim.x)
-        row_scale[i] = grpo_token(sums, share[i], adv[i], losses, ref, old, i, &t, 1);
+        row_scale[i] = grpo_token(sums, share[i], adv[i], losses, ref, old, i, &t, kept(i));
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     for (int b = warp; by_row && b < B; b += PAIR_THREADS / 32) {
         size_t at = (size_t)b * T;
         GrpoRow r = {};
         for (size_t i = at + lane; i < at + T; i += 32)
-            grpo_row_add(&r, share[i], losses, ref, old, i, &t);
+            grpo_row_add(&r, share[i], losses, ref, old, i, &t, kept(i));
         r.log_ratio = warp_sum(r.log_ratio), r.n = warp_sum(r.n), r.share = warp_sum(r.share);
         r.share_lp = warp_sum(r.share_lp), r.share_kl = warp_sum(r.share_kl), r.kl = warp_sum(r.kl);
         r.drift = warp_sum(r.drift);
         if (grpo_row_of_tokens(&t)) { /* the off-policy mask's row of token ratios */
             int keep = grpo_row_kept(&r, adv[at], &t);
             for (size_t i = at + lane; i < at + T; i += 32)
-                row_scale[i] = grpo_token(sums, share[i], adv[i], losses, ref, old, i, &t, keep);
+                row_scale[i] =
+                    grpo_token(sums, share[i], adv[i], losses, ref, old, i, &t, keep && kept(i));
             continue;
         }
         double mine[5] = {0.0, 0.0, 0.0, 0.0, 0.0}; /* every lane finishes it, lane 0 counts */
         grpo_row_finish(&r, mine, adv[at], &t);
         for (int k = 0; lane == 0 && k < 5; k++) sums[k] += mine[k];
         for (size_t i = at + lane; i < at + T; i += 32)
-            row_scale[i] = grpo_row_token(&r, share[i], losses, ref, old, i, &t);
+            row_scale[i] = grpo_row_token(&r, share[i], losses, ref, old, i, &t, kept(i));
     }
-    for (int k = 0; k < 5; k++) {
+    for (size_t i = threadIdx.x; entropy && i < n; i += blockDim.x)
+        if (share[i] != 0.0f && kept(i)) sums[5] += entropy[i], sums[6] += 1.0;
+    double n_kept = entropy ? block_sum(sums[6]) : 0.0; /* a count: exact in any order */
+    for (size_t i = threadIdx.x; entropy_scale && i < n; i += blockDim.x)
+        entropy_scale[i] = grpo_entropy_scale(&t, share[i], kept(i), n_kept);
+    for (int k = 0; k < 7; k++) {
         double v = warp_sum(sums[k]);
         if (lane == 0) part[warp][k] = v;
     }
     __syncthreads();
     if (threadIdx.x) return;
-    for (int k = 0; k < 5; k++) {
+    for (int k = 0; k < 7; k++) {
         double v = 0.0;
         for (int w = 0; w < PAIR_THREADS / 32; w++) v += part[w][k];
-        stats[k] = v;
+        sums[k] = v;
     }
+    sums[0] -= t.entropy_coef * sums[5] / (sums[6] > 1.0 ? sums[6] : 1.0);
+    for (int k = 0; k < 7; k++) stats[k] = sums[k];
 }
 
-void cuda_grpo_weights(double *stats, float *row_scale, const float *share, const float *adv,
-                       const float *losses, const float *ref, const float *old, OpsGrpoTerms t,
-                       int B, int T) {
-    grpo_weights_kernel<<<1, PAIR_THREADS>>>(stats, row_scale, share, adv, losses, ref, old, t, B,
-                                             T);
+void cuda_grpo_weights(double *stats, float *row_scale, float *entropy_scale, const float *share,
+                       const float *adv, const float *losses, const float *entropy,
+                       const float *ref, const float *old, OpsGrpoTerms t, int B, int T) {
+    grpo_weights_kernel<<<1, PAIR_THREADS>>>(stats, row_scale, entropy_scale, share, adv, losses,
+                                             entropy, ref, old, t, B, T);
     CUDA_LAUNCHED("grpo_weights");
 }

@@ -70,12 +70,13 @@ int causal_lm_labels(Model *m, const int32_t *labels, int B, int T, int32_t *out
 
 /* The head over the batch's rows, or over the listed ones (Model.head_rows): the others' losses
  * are 0 and their dh 0 (a trainable head's dW is a sum over rows, which theirs would add 0 to). */
-void lm_head_run(Model *m, int dh, int dw, const float *row_scale) {
+void lm_head_run(Model *m, int dh, int dw, const float *row_scale, const OpsEntropy *entropy) {
     const Ops *o = m->ops;
     const Linear *head = m->head;
     int N = m->B * m->T, C = m->cfg.hidden_size, V = m->cfg.vocab_size, listed = m->n_head_rows;
     if (dh) o->zero(m->dhidden, (size_t)N * C * sizeof(float));
     if (listed) o->zero(m->losses, (size_t)N * sizeof(float));
+    if (listed && entropy && entropy->out) o->zero(entropy->out, (size_t)N * sizeof(float));
     HeadBranch hb;
     int branch = model_head_branch(m, &hb), du = branch && (dh || dw) && hb.dA;
     float p = branch && m->train_mode ? hb.p : 0.0f;
@@ -89,7 +90,7 @@ void lm_head_run(Model *m, int dh, int dw, const float *row_scale) {
     o->lm_head_cross_entropy(m->losses, dh ? m->dhidden : NULL, dw ? head->w->grad : NULL,
                              m->hidden, head->w->value, m->head_bf16, branch ? &hl : NULL,
                              m->labels, listed ? m->head_rows : NULL, m->loss_scale, row_scale,
-                             (OpsLogitMap){m->cfg.final_softcap, m->spec.temperature},
+                             entropy, (OpsLogitMap){m->cfg.final_softcap, m->spec.temperature},
                              m->head_scratch, listed ? listed : N, C, V, OPS_LM_HEAD_CHUNK);
     if (du && dw) lm_head_branch_backward(m, dh);
 }
@@ -112,20 +113,21 @@ static int head_pass_in_backward(const Model *m) {
     return m->head->w->grad || (model_head_branch(m, &hb) && hb.dB);
 }
 
-void token_weighted_loss(Model *m, const float *row_scale) {
+void token_weighted_loss(Model *m, const float *row_scale, float *entropy) {
     m->loss_scale = 1.0f;
     m->dhidden_ready = m->train_mode && m->n_grads > 0 && !head_pass_in_backward(m);
-    lm_head_run(m, m->dhidden_ready, 0, m->dhidden_ready ? row_scale : NULL);
+    OpsEntropy e = {entropy, NULL};
+    lm_head_run(m, m->dhidden_ready, 0, m->dhidden_ready ? row_scale : NULL, entropy ? &e : NULL);
 }
 
 void token_weighted_backward(Model *m, const float *row_scale) {
     int dw = head_pass_in_backward(m);
-    if (!m->dhidden_ready || dw) lm_head_run(m, !m->dhidden_ready, dw, row_scale);
+    if (!m->dhidden_ready || dw) lm_head_run(m, !m->dhidden_ready, dw, row_scale, NULL);
     if (!dw) lm_head_branch_backward(m, 1); /* the du that lm_head_run wrote, into dA and dh */
 }
 
 static int causal_lm_loss(Model *m, LfError *err) {
-    token_weighted_loss(m, NULL);
+    token_weighted_loss(m, NULL, NULL);
     (void)err;
     return 0;
 }
@@ -142,7 +144,7 @@ void row_weighted_plan(Model *m, Plan *pl) {
 }
 
 int row_weighted_backward(Model *m, LfError *err) {
-    lm_head_run(m, 1, 1, m->row_scale);
+    lm_head_run(m, 1, 1, m->row_scale, NULL);
     (void)err;
     return 0;
 }

@@ -30,7 +30,7 @@ static int dpo_loss(Model *m, LfError *err) {
     const float *ref = reference || !m->has_ref ? NULL : m->ref_logps;
     m->loss_scale = ref ? 1.0f : 0.0f; /* no gradient without a reference */
     (void)err;
-    lm_head_run(m, 0, 0, NULL);
+    lm_head_run(m, 0, 0, NULL, NULL);
     m->ops->dpo_loss(m->pair_sums, reference ? m->ref_logps : m->row_scores,
                      ref ? m->row_scale : NULL, m->losses, m->labels, ref, s->beta,
                      s->label_smoothing, s->loss == DPO_IPO, 1.0f, m->B, m->T);

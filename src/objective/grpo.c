@@ -90,7 +90,9 @@ static OpsGrpoTerms terms_of(const GrpoSpec *s) {
                           s->kl_corrected,
                           {s->vespo_k[0], s->vespo_k[1]},
                           {s->vespo_lambda[0], s->vespo_lambda[1]},
-                          s->off_policy};
+                          s->off_policy,
+                          s->entropy_quantile,
+                          s->entropy_coef};
 }
 
 /* Per-token labels as causal-lm's; n_valid counts rows. */
@@ -112,26 +114,34 @@ static int loss_of_logps(const GrpoSpec *s) {
     return s->loss == GRPO_CISPO || s->loss == GRPO_VESPO;
 }
 
-/* Whether the forward decides the tokens' weights (grpo_token.h): with a KL penalty, with the
- * sampling policy's losses (a generation's later pass), or for cispo and vespo (their weights
- * the host's all the same on a first pass, but not their loss). */
-static int weights_on_device(const Model *m) {
-    GrpoSpec s = loss_spec(m);
-    return m->grpo_adv && (s.beta > 0 || m->has_old || loss_of_logps(&s));
+/* The entropy mask's and the bonus's terms: the forward's entropies decide them. */
+static int entropy_terms(const GrpoSpec *s) {
+    return s->entropy_quantile > 0 || s->entropy_bonus;
 }
 
-/* row_scale [max_batch * max_len], which the host fills for a first pass at beta 0; where the
- * forward may decide the weights, their shares and advantages, and the reference's and the
- * sampling policy's losses. */
+/* Whether the forward decides the tokens' weights (grpo_token.h): with a KL penalty, with the
+ * sampling policy's losses (a generation's later pass), for cispo and vespo (their weights
+ * the host's all the same on a first pass, but not their loss), or with the entropy's terms. */
+static int weights_on_device(const Model *m) {
+    GrpoSpec s = loss_spec(m);
+    return m->grpo_adv && (s.beta > 0 || m->has_old || loss_of_logps(&s) || entropy_terms(&s));
+}
+
+/* row_scale [max_batch * max_len], which the host fills for a first pass at beta 0, and the
+ * entropies; where the forward may decide the weights, their shares and advantages, the
+ * reference's and the sampling policy's losses, and the entropy bonus's weights. */
 static void rl_plan(Model *m, Plan *pl) {
     size_t N = (size_t)m->max_batch * m->max_len;
     GrpoSpec s = loss_spec(m);
-    int device = m->n_grads > 0 && (s.beta > 0 || s.iterations > 1 || loss_of_logps(&s));
+    int device = m->n_grads > 0 &&
+                 (s.beta > 0 || s.iterations > 1 || loss_of_logps(&s) || entropy_terms(&s));
     row_weighted_plan(m, pl);
+    PLAN_TAKE(pl, &m->entropy, N, m->n_grads > 0, NULL);
     PLAN_TAKE(pl, &m->grpo_share, N, device, NULL);
     PLAN_TAKE(pl, &m->grpo_adv, N, device, NULL);
     PLAN_TAKE(pl, &m->ref_losses, N, device && s.beta > 0, NULL);
     PLAN_TAKE(pl, &m->old_losses, N, device && s.iterations > 1, NULL);
+    PLAN_TAKE(pl, &m->entropy_scale, N, device && s.entropy_bonus, NULL);
 }
 
 /* Row b's reward as the advantages see it: RLOO's less beta times its KL (beta 0: none). */
@@ -322,42 +332,75 @@ int rl_row_logps(Model *m, float *logps, float *ref_logps, LfError *err) {
     return rc ? -1 : 0;
 }
 
+/* The entropy bonus's weights where it applies this step (the coefficient not 0), else NULL. */
+static float *bonus_scale(const Model *m) {
+    return loss_spec(m).entropy_coef != 0 ? m->entropy_scale : NULL;
+}
+
 static int rl_loss(Model *m, LfError *err) {
     GrpoSpec s = loss_spec(m);
     size_t N = (size_t)m->B * m->T;
-    m->grpo_forward_weights = 0;
     if (m->adapters_off || m->losses_only) { /* the per-token losses alone; a reference's kept */
         m->loss_scale = 1.0f;
-        lm_head_run(m, 0, 0, NULL);
+        lm_head_run(m, 0, 0, NULL, NULL);
         if (m->adapters_off && m->ref_losses)
             m->ops->copy(m->ref_losses, m->losses, N * sizeof(float));
         m->has_ref |= m->adapters_off;
         return 0;
     }
     if (!weights_on_device(m)) { /* the weights are the host's */
-        token_weighted_loss(m, m->row_scale);
+        token_weighted_loss(m, m->row_scale, m->entropy);
         return 0;
     }
     if (s.beta > 0 && !m->has_ref)
         return lf_fail(err, "GRPO's KL penalty needs the batch's reference forward first");
     m->loss_scale = 1.0f;
     m->dhidden_ready = 0;
-    lm_head_run(m, 0, 0, NULL);
-    m->ops->grpo_weights(m->pair_sums, m->row_scale, m->grpo_share, m->grpo_adv, m->losses,
-                         s.beta > 0 ? m->ref_losses : NULL, m->has_old ? m->old_losses : NULL,
-                         terms_of(&s), m->B, m->T);
-    m->grpo_forward_weights = 1;
+    OpsEntropy e = {m->entropy, NULL};
+    lm_head_run(m, 0, 0, NULL, &e);
+    m->ops->grpo_weights(m->pair_sums, m->row_scale, bonus_scale(m), m->grpo_share, m->grpo_adv,
+                         m->losses, m->entropy, s.beta > 0 ? m->ref_losses : NULL,
+                         m->has_old ? m->old_losses : NULL, terms_of(&s), m->B, m->T);
     return 0;
 }
 
 static int rl_backward(Model *m, LfError *err) {
-    if (weights_on_device(m)) return row_weighted_backward(m, err);
-    token_weighted_backward(m, m->row_scale);
+    (void)err;
+    if (!weights_on_device(m)) {
+        token_weighted_backward(m, m->row_scale);
+        return 0;
+    }
+    OpsEntropy e = {NULL, bonus_scale(m)};
+    lm_head_run(m, 1, 1, m->row_scale, e.scale ? &e : NULL);
     return 0;
 }
 
+/* The sum of the last policy forward's entropies over the batch's completion tokens (0 where
+ * it formed none), read back. */
+static double completion_entropy(Model *m) {
+    size_t N = (size_t)m->B * m->T;
+    float *h = m->host_weights; /* free once the batch's weights went up */
+    double sum = 0;
+    if (!m->entropy) return 0;
+    m->ops->download(h, m->entropy, N * sizeof *h);
+    for (size_t i = 0; i < N; i++) sum += m->host_labels[i] >= 0 ? h[i] : 0.0;
+    return sum;
+}
+
+/* The step's ops beyond its shape (Objective.graph_key): which path forms the weights, whether
+ * the sampling policy's losses are given, and the entropy bonus's coefficient, an argument of
+ * the weights' op (a recording keeps its arguments). */
+static uint64_t rl_graph_key(const Model *m) {
+    float coef = loss_spec(m).entropy_coef;
+    uint32_t bits;
+    memcpy(&bits, &coef, sizeof bits);
+    return (uint64_t)bits << 2 | (uint64_t)weights_on_device(m) << 1 | (uint64_t)m->has_old;
+}
+
 float grpo_readout_loss(Model *m, const double *sums) {
-    int device = m->grpo_forward_weights; /* the device's sums (ops.h grpo_weights) */
+    /* the device's sums (ops.h grpo_weights), where the loss took its weights from the device:
+     * known from the batch's settings (a recorded step's replay runs no host code) */
+    int device = weights_on_device(m);
     double kl = is_rloo(m)              ? m->grpo_kl
                 : device && sums[2] > 0 ? sums[1] / sums[2] * m->n_valid
                                         : 0.0;
@@ -368,7 +411,10 @@ float grpo_readout_loss(Model *m, const double *sums) {
                                 .zero_std = m->grpo_zero_std,
                                 .tokens = m->grpo_tokens,
                                 .clipped_low = device ? sums[3] : 0.0,
-                                .clipped_high = device ? sums[4] : 0.0};
+                                .clipped_high = device ? sums[4] : 0.0,
+                                .entropy = completion_entropy(m),
+                                .kept_entropy = device ? sums[5] : 0.0,
+                                .kept = device ? sums[6] : 0.0};
     return (float)(device ? sums[0] : m->grpo_loss);
 }
 
@@ -378,5 +424,6 @@ float grpo_readout_loss(Model *m, const double *sums) {
         .name = task_name, .task_type = "CAUSAL_LM", .modules_to_save = {NULL, NULL},              \
         .labels_per_token = 1, .plan = rl_plan, .prepare_labels = rl_labels, .pairs = 1,           \
         .host_per_token = 3, .loss = rl_loss, .loss_backward = rl_backward,                        \
+        .graph_key = rl_graph_key,                                                                 \
     }
 const Objective objective_grpo = RL_OBJECTIVE("grpo"), objective_rloo = RL_OBJECTIVE("rloo");

@@ -15,7 +15,7 @@ void pair_readout_place(Model *m, float *device, float *host) {
 }
 
 float pair_readout_loss(Model *m, const float *host) {
-    /* ops.h's stats: loss, chosen, rejected, correct (rloo, grpo: grpo_weights's five) */
+    /* ops.h's stats: loss, chosen, rejected, correct (rloo, grpo: grpo_weights's seven) */
     double s[PAIR_STATS];
     memcpy(s, host, sizeof s);
     if (m->spec.task == TASK_GRPO || m->spec.task == TASK_RLOO) return grpo_readout_loss(m, s);

@@ -405,6 +405,31 @@ static const Key keys[] = {
              "less the policy's is above this (as num_iterations' later steps drift from it) "
              "adds nothing to the policy term of the loss (its KL term stays); 0 = none (TRL's "
              "None; it suggests 0.5)."},
+    {"train", "top_entropy_quantile", T_FLOAT, AT(top_entropy_quantile), .def = "1", RANGE(0, 1),
+     .help = "grpo: the entropy mask (\"Beyond the 80/20 rule\", Wang et al. 2025; TRL's): the "
+             "policy term of the loss only at the completion tokens whose entropy is among the "
+             "top share of the batch's (at least its 1 - top_entropy_quantile quantile; the "
+             "paper's 0.2); 1 = every token, 0 = the highest entropy's alone."},
+    {"train", "entropy_coef", T_FLOAT, AT(entropy_coef), .def = "0",
+     .help = "grpo: the entropy bonus (TRL's): the loss less entropy_coef times the mean "
+             "entropy of the tokens the policy term trains (all completion tokens, or the "
+             "entropy mask's); 0 = none; with use_adaptive_entropy its starting value."},
+    {"train", "use_adaptive_entropy", T_BOOL, AT(use_adaptive_entropy), .def = "false",
+     .help = "grpo: Skywork-OR1's adaptive entropy control (TRL's): after each optimizer step "
+             "entropy_coef rises by entropy_coef_delta where the step's mean entropy (over the "
+             "tokens the bonus acts on) is at most entropy_target, else falls, within "
+             "[entropy_coef_min, entropy_coef_max]; the bonus applies only while the last "
+             "step's entropy is at most the target. Not kept across --resume (TRL's is not)."},
+    {"train", "entropy_coef_min", T_FLOAT, AT(entropy_coef_min), .def = "0", RANGE(0, INFINITY),
+     .help = "grpo, use_adaptive_entropy: the coefficient's floor."},
+    {"train", "entropy_coef_max", T_FLOAT, AT(entropy_coef_max), .def = "1", RANGE(0, INFINITY),
+     .help = "grpo, use_adaptive_entropy: the coefficient's ceiling."},
+    {"train", "entropy_coef_delta", T_FLOAT, AT(entropy_coef_delta), .def = "0.005",
+     RANGE(0, INFINITY), .help = "grpo, use_adaptive_entropy: the coefficient's step."},
+    {"train", "entropy_target", T_FLOAT, AT(entropy_target), .def = "0.2", RANGE(0, INFINITY),
+     .help = "grpo, use_adaptive_entropy: the mean entropy (nats a token) at or below which "
+             "the bonus applies and its coefficient rises (TRL's 0.2: set it near the entropy "
+             "logged early in training)."},
     {"train", "use_bias_correction_kl", T_BOOL, AT(use_bias_correction_kl), .def = "true",
      .help = "grpo: the KL penalty's term times the ratio to the sampling policy (TRL's, "
              "DeepSeek-V3.2's unbiased estimate: it changes the KL's gradient even at ratio 1); "
@@ -1076,6 +1101,14 @@ static int rl_check(const TrainConfig *c, LfError *err) {
     if (c->epsilon_high < 0 && c->epsilon_high != -1)
         return lf_fail(err, "train.epsilon_high %g must be >= 0 (or -1: epsilon's value)",
                        (double)c->epsilon_high);
+    int entropy_terms =
+        c->top_entropy_quantile < 1 || c->entropy_coef != 0 || c->use_adaptive_entropy;
+    if (strcmp(t, "grpo") && entropy_terms)
+        return lf_fail(err, "train.top_entropy_quantile, entropy_coef and use_adaptive_entropy "
+                            "are GRPO's (TRL's RLOO has no entropy mask or bonus)");
+    if (c->use_adaptive_entropy && c->entropy_coef_min > c->entropy_coef_max)
+        return lf_fail(err, "train.entropy_coef_min %g is above train.entropy_coef_max %g",
+                       (double)c->entropy_coef_min, (double)c->entropy_coef_max);
     return 0;
 }
 

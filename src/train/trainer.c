@@ -135,6 +135,12 @@ typedef struct Generation {
     float *logps, *ref_logps; /* rloo with a KL penalty: [window * max rows] each, in turn */
 } Generation;
 
+/* grpo's entropy bonus (TRL's entropy_coef, use_adaptive_entropy): the coefficient, the last
+ * step's mean entropy where the bonus acts (infinite before one), and this step's sums of it. */
+typedef struct EntropyControl {
+    double coef, last, sum, n;
+} EntropyControl;
+
 typedef struct Run {
     const TrainConfig *cfg;
     DpRank *dp; /* this process's rank of model.devices; rank 0 logs and saves */
@@ -150,13 +156,14 @@ typedef struct Run {
     int pairs;         /* model.task dpo or reward: batches of preference pairs */
     int rl;            /* model.task rloo or grpo: batches of prompts, rolled out (rollout.h) */
     Model model;
-    RewardFuncs funcs;     /* rloo, grpo: what scores the completions */
-    Model reward;          /* rloo, grpo: function model's reward model */
-    RewardCommand command; /* rloo, grpo: function command's program */
-    Rollout rollout;       /* rloo, grpo: a slot per batch of a step, and the evaluation's */
-    Generation gen;        /* rloo, grpo: the step's batches, sampled together */
-    RolloutBatch rolled;   /* rloo, grpo: the completions sampled since the last log line */
-    RlooStats trained;     /* rloo, grpo: the sums of the batches trained since then */
+    RewardFuncs funcs;      /* rloo, grpo: what scores the completions */
+    Model reward;           /* rloo, grpo: function model's reward model */
+    RewardCommand command;  /* rloo, grpo: function command's program */
+    Rollout rollout;        /* rloo, grpo: a slot per batch of a step, and the evaluation's */
+    Generation gen;         /* rloo, grpo: the step's batches, sampled together */
+    RolloutBatch rolled;    /* rloo, grpo: the completions sampled since the last log line */
+    RlooStats trained;      /* rloo, grpo: the sums of the batches trained since then */
+    EntropyControl entropy; /* grpo: the entropy bonus's coefficient */
     AdamW opt;
     RunLog log;
     RunDir dir;
@@ -678,7 +685,12 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
                            .kl_corrected = c->use_bias_correction_kl,
                            .vespo_k = {c->vespo_k[0], c->vespo_k[1]},
                            .vespo_lambda = {c->vespo_lambda[0], c->vespo_lambda[1]},
-                           .off_policy = c->off_policy_mask_threshold};
+                           .off_policy = c->off_policy_mask_threshold,
+                           .entropy_quantile = (float)(1.0 - c->top_entropy_quantile),
+                           /* adaptive control applies none before its first step */
+                           .entropy_coef = c->use_adaptive_entropy ? 0.0f : c->entropy_coef,
+                           .entropy_bonus = c->entropy_coef != 0 || c->use_adaptive_entropy};
+    r->entropy = (EntropyControl){c->entropy_coef, INFINITY, 0, 0};
     if (r->rl) spec.temperature = c->temperature;
     int max_len = r->has_val ? feed_max_len(&r->val_f) : 2;
     if (train && feed_max_len(&r->train_f) > max_len) max_len = feed_max_len(&r->train_f);
@@ -877,6 +889,22 @@ static int rl_next(Run *r, int step, int *k, int passes, int *resume_left, int *
 /* RLOO, GRPO: the generation's batch in slot set in the model with its rewards, for a later
  * pass the first pass's per-token losses, and with GRPO's KL penalty the reference forward (a
  * later pass: its losses, which the first pass kept). */
+/* After each optimizer step, Skywork-OR1's adaptive entropy control (TRL's): the coefficient up
+ * by its delta where the step's mean entropy over the tokens the bonus acts on is at most the
+ * target, else down, within its bounds; the next step applies it only where that entropy is at
+ * most the target (none before a first step: TRL's infinite start). */
+static void entropy_control(Run *r) {
+    const TrainConfig *c = r->cfg;
+    EntropyControl *e = &r->entropy;
+    if (!c->use_adaptive_entropy) return;
+    double world = e->sum / (e->n > 1 ? e->n : 1);
+    e->coef = world <= c->entropy_target
+                  ? fmin(e->coef + c->entropy_coef_delta, c->entropy_coef_max)
+                  : fmax(e->coef - c->entropy_coef_delta, c->entropy_coef_min);
+    e->last = world, e->sum = e->n = 0;
+    r->model.spec.grpo.entropy_coef = e->last <= c->entropy_target ? (float)e->coef : 0.0f;
+}
+
 static int set_rl_batch(Run *r, int slot, LfError *err) {
     Model *m = &r->model;
     const Generation *g = &r->gen;
@@ -903,6 +931,8 @@ static void keep_rl(Run *r, int slot) {
     RlooStats *t = &r->trained;
     t->rows += s->rows, t->kl += s->kl, t->zero_std += s->zero_std, t->tokens += s->tokens;
     t->clipped_low += s->clipped_low, t->clipped_high += s->clipped_high;
+    t->entropy += s->entropy, t->kept_entropy += s->kept_entropy, t->kept += s->kept;
+    r->entropy.sum += s->kept_entropy, r->entropy.n += s->kept;
     const Generation *g = &r->gen;
     size_t at = slot * g->old_stride, bytes = (size_t)m->B * m->T * sizeof(float);
     if (g->pass > 0 || g->left < 2) return;
@@ -959,17 +989,19 @@ static void log_rollouts(Run *r, int step, cJSON *o) {
     double clipped_of = sequence ? s->rows : s->tokens; /* TRL's: rows at sequence level */
     if (clipped_of < 1) clipped_of = 1;
     double low = s->clipped_low / clipped_of, high = s->clipped_high / clipped_of;
-    char text[96] = "";
+    char text[128] = "";
     int has_kl = grpo ? gs->beta > 0 : rs->beta > 0;
     int cispo = grpo && gs->loss == GRPO_CISPO;                 /* its cap acts at any ratio */
     int soft = gs->loss == GRPO_SAPO || gs->loss == GRPO_VESPO; /* they clip nothing */
     int clips = grpo ? gs->iterations > 1 && !soft && !cispo : rs->iterations > 1;
+    double entropy = s->entropy / (s->tokens > 1 ? s->tokens : 1); /* a completion token's */
     int at = has_kl ? snprintf(text, sizeof text, ", kl %.4f", kl) : 0;
     const char *what = sequence ? "completions" : "tokens";
     if (clips)
-        snprintf(text + at, sizeof text - (size_t)at, ", %s clipped %.4f low, %.4f high", what, low,
-                 high);
-    if (cispo) snprintf(text + at, sizeof text - (size_t)at, ", %s capped %.4f", what, high);
+        at += snprintf(text + at, sizeof text - (size_t)at, ", %s clipped %.4f low, %.4f high",
+                       what, low, high);
+    if (cispo) at += snprintf(text + at, sizeof text - (size_t)at, ", %s capped %.4f", what, high);
+    snprintf(text + at, sizeof text - (size_t)at, ", entropy %.4f", entropy);
     if (t->rows) {
         fprintf(r->out, "step %d: reward %.4f (std %.4f)", step, mean, std);
         log_funcs(r, t, o);
@@ -984,6 +1016,8 @@ static void log_rollouts(Run *r, int step, cJSON *o) {
         cJSON_AddNumberToObject(o, "clipped_ratio", t->clipped / n);
     }
     if (has_kl) cJSON_AddNumberToObject(o, "kl", kl);
+    cJSON_AddNumberToObject(o, "entropy", entropy);
+    if (gs->entropy_bonus && grpo) cJSON_AddNumberToObject(o, "entropy_coef", r->entropy.coef);
     cJSON_AddNumberToObject(o, "frac_reward_zero_std", s->zero_std / trained);
     if (cispo) cJSON_AddNumberToObject(o, "cispo_clip_ratio", high);
     if (clips) {
@@ -1258,7 +1292,8 @@ static int log_step(Run *r, int step, double epoch, double loss, float lr, doubl
 }
 
 static int same_shape(TrainShape a, TrainShape b) {
-    return a.B == b.B && a.T == b.T && a.padded == b.padded && a.head_rows == b.head_rows;
+    return a.B == b.B && a.T == b.T && a.padded == b.padded && a.head_rows == b.head_rows &&
+           a.key == b.key;
 }
 
 static int forward_backward(Model *m, LfError *err) {
@@ -1298,7 +1333,9 @@ static int graph_step(TrainStep *s, Model *m, TrainShape shape, int repeat, LfEr
 
 int train_micro_step(TrainStep *s, Model *m, uint64_t seed, float loss_weight, AdamW *opt, float lr,
                      float max_norm, LfError *err) {
-    TrainShape shape = {m->B, m->T, m->padded, m->n_head_rows};
+    const Objective *obj = m->objective;
+    TrainShape shape = {m->B, m->T, m->padded, m->n_head_rows,
+                        obj->graph_key ? obj->graph_key(m) : 0};
     int repeat = same_shape(shape, s->last);
     s->last = shape;
     model_step(m, seed, loss_weight);
@@ -1419,6 +1456,7 @@ static int train(Run *r, TrainState ts, int resumed, LfError *err) {
             sums[0] = sums[1] = sums[2] = 0;
             micro = 0;
             model_zero_grad(m);
+            if (r->rl) entropy_control(r);
             ts.global_step++;
             double epoch_f = epoch + (double)k / nb;
             if (lead && c->logging_steps && ts.global_step % c->logging_steps == 0) {

@@ -26,7 +26,10 @@
  * model and with DPO (pairs of rows; DPO's reference forward runs op by op before each
  * micro-batch) must match the same way, and the causal LM with gradient checkpointing (each
  * layer's forward replayed inside the recorded backward), and with DoRA (its norms of each step's
- * weights recomputed by the replay). Prints the blocking calls and launches
+ * weights recomputed by the replay). GRPO (a KL penalty, the entropy mask and bonus) must too,
+ * over num_iterations 2 (a generation's passes form their weights on other paths) and with the
+ * bonus's coefficient changed between steps of one shape: a recording is kept per shape and the
+ * objective's key (Objective.graph_key), which both change. Prints the blocking calls and launches
  * per micro-batch (emulation). With model.attention cudnn (check_cudnn) on and auto record repeats
  * only and match within bounds. Skips (77) without a CUDA device. */
 #include <stdio.h>
@@ -58,6 +61,10 @@ typedef struct Job {
     int T[STEPS]; /* sequence length of each step's batches */
     float max_norm, lr;
     Schedule schedule; /* warmup 1 step */
+    /* GRPO (create_grpo): generations of `passes` steps, each later pass on its first's batches
+     * and per-token losses (old), the entropy bonus's coefficient of each step */
+    int rl, passes;
+    float coef[STEPS], old[MAX_MICRO][MAX_B * MAX_T];
 } Job;
 
 typedef struct Trace {
@@ -82,11 +89,26 @@ static void randomise_lora(Model *m) {
     }
 }
 
+/* GRPO's micro-batch k, batch kb of its generation: the rows' rewards, the step's coefficient,
+ * on a later pass the first's losses (old), and the reference's forward op by op, as the
+ * trainer. */
+static void set_rl(Job *j, int k, int kb, LfError *err) {
+    Model *m = &j->m;
+    float rewards[MAX_B];
+    for (int b = 0; b < j->B; b++) rewards[b] = 0.3f * (float)((kb + 3 * b) % 5) - 0.5f;
+    if (m->spec.grpo.entropy_bonus) m->spec.grpo.entropy_coef = j->coef[k / j->accum];
+    CHECK_OK(grpo_set_rewards(m, rewards, NULL, err), err);
+    if (k != kb) CHECK_OK(grpo_set_old(m, j->old[kb], err), err);
+    if (m->spec.grpo.beta > 0) CHECK_OK(reference_forward(m, err), err);
+}
+
 /* Micro-batch k of the run: random ids, the last rows shorter (padding masked), a label in
- * five ignored (-100; not a pair objective's, whose rows are whole). */
+ * five ignored (-100; not a pair objective's, whose rows are whole); GRPO's later passes take
+ * their generation's first batches again. */
 static void set_batch(Job *j, int k, int T, LfError *err) {
     int32_t ids[MAX_B * MAX_T], mask[MAX_B * MAX_T], labels[MAX_B * MAX_T];
-    Rng rng = {100 + (uint64_t)k, 0};
+    int kb = j->rl ? k - (k / j->accum % j->passes) * j->accum : k;
+    Rng rng = {100 + (uint64_t)kb, 0};
     for (int i = 0; i < j->B * T; i++) {
         mask[i] = i % T < T - i / T;
         ids[i] = mask[i] ? 5 + (int32_t)(rng_next(&rng) % (uint64_t)(j->V - 5)) : 0;
@@ -95,6 +117,7 @@ static void set_batch(Job *j, int k, int T, LfError *err) {
     }
     CHECK_OK(model_set_batch(&j->m, ids, NULL, mask, labels, j->B, T, err), err);
     if (j->dpo) CHECK_OK(reference_forward(&j->m, err), err); /* op by op, as the trainer */
+    if (j->rl) set_rl(j, k, kb, err);
 }
 
 /* STEPS optimizer steps of j under graphs mode g, as the trainer runs them. */
@@ -122,6 +145,8 @@ static void train(Job *j, TrainGraphs g, Trace *t) {
             t->eager_ops += emu_count("launches") - ops0;
             t->graph_nodes += emu_count("graph_nodes") - nodes0;
             CHECK_OK(model_read_loss(m, &t->loss[k], end ? &t->norm[step] : NULL, &err), &err);
+            if (j->rl && step % j->passes == 0) /* the sampling policy's, for the later passes */
+                m->ops->download(j->old[k], m->losses, (size_t)j->B * j->T[step] * sizeof(float));
         }
     }
     t->blocking = emu_count("blocking") - blocking0;
@@ -235,6 +260,30 @@ static int dora; /* and lora.use_dora (the norms of a step's weights replayed; t
  * head's chunks; the table's row gradients added in a fixed order) */
 static int embed_and_head;
 
+/* The GRPO jobs (create_grpo): num_iterations (grpo_passes: a generation's first pass forms its
+ * weights on the host where nothing else asks the device to, a later one on the device from the
+ * first's losses), the KL's beta, the entropy mask's quantile and the bonus (a coefficient of
+ * each step, as adaptive control's), batches of one length. */
+static int grpo_passes = 2, grpo_bonus;
+static float grpo_beta, grpo_quantile, grpo_coef[STEPS] = {0.01f, 0.01f, 0.02f, 0.02f};
+
+/* The GRPO jobs' settings (model_create plans their buffers by them). */
+static GrpoSpec grpo_spec(void) {
+    return (GrpoSpec){.beta = grpo_beta,
+                      .generations = 2,
+                      .loss = GRPO_DAPO,
+                      .scale = GRPO_SCALE_GROUP,
+                      .max_completion = MAX_T,
+                      .iterations = grpo_passes,
+                      .eps_low = 0.2f,
+                      .eps_high = 0.28f,
+                      .level = OPS_GRPO_TOKEN,
+                      .kl_corrected = 1,
+                      .entropy_quantile = grpo_quantile,
+                      .entropy_coef = grpo_bonus ? grpo_coef[0] : 0.0f,
+                      .entropy_bonus = grpo_bonus};
+}
+
 static void create_llama_task(Job *j, Task task) {
     ModelConfig cfg;
     LfError err;
@@ -245,6 +294,7 @@ static void create_llama_task(Job *j, Task task) {
     spec.attention = attention;
     spec.gradient_checkpointing = checkpointing;
     spec.dpo = (DpoSpec){0.5f, DPO_SIGMOID, 0.1f};
+    spec.grpo = grpo_spec();
     spec.r = 4, spec.alpha = 8, spec.dropout = 0.1f, spec.use_dora = dora;
     const char *proj[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                           "gate_proj", "up_proj", "down_proj"};
@@ -279,6 +329,35 @@ static void create_reward(Job *j) {
 static void create_dpo(Job *j) {
     create_llama_task(j, TASK_DPO);
     j->dpo = j->pairs = 1;
+}
+
+static void create_grpo(Job *j) {
+    create_llama_task(j, TASK_GRPO);
+    j->rl = 1, j->passes = grpo_passes;
+    memcpy(j->coef, grpo_coef, sizeof j->coef);
+    for (int step = 0; step < STEPS; step++) j->T[step] = MAX_T; /* one shape: keys alone differ */
+}
+
+/* GRPO's steps (create_grpo) under the three modes: the same bits (a replay of a recording
+ * whose key differs, another pass of a generation or another coefficient, would take the wrong
+ * weights), and under on a recording for each key (`keys` of them), the rest replays. */
+static void check_grpo(const char *name, int keys) {
+    Trace t[3];
+    Job j;
+    train_three(create_grpo, t, &j);
+    int micro = STEPS * j.accum;
+    for (int i = 1; i < 3; i++) {
+        CHECK(memcmp(t[i].loss, t[0].loss, sizeof t[0].loss) == 0);
+        CHECK(memcmp(t[i].norm, t[0].norm, sizeof t[0].norm) == 0);
+        CHECK(memcmp(t[i].weights, t[0].weights, t[0].n_weights * sizeof(float)) == 0);
+    }
+    CHECK(t[1].counts.launches == micro && t[1].counts.replayed == micro - keys);
+    CHECK(t[1].counts.instantiated + t[1].counts.updated == keys);
+    printf("%s: graphs on and auto match op by op bit for bit (losses %.6f .. %.6f; on: %ld "
+           "launches, %ld replays; auto: %ld, %ld)\n",
+           name, t[0].loss[0], t[0].loss[micro - 1], t[1].counts.launches, t[1].counts.replayed,
+           t[2].counts.launches, t[2].counts.replayed);
+    for (int i = 0; i < 3; i++) free(t[i].weights);
 }
 
 /* auto records a micro-batch whose shape repeats, and a batch that hides no token is another
@@ -423,6 +502,13 @@ int main(void) {
     check_job("llama causal-lm with LoRA on embed_tokens and lm_head too (the same)", create_llama);
     check_job("llama dpo with LoRA on embed_tokens and lm_head too (the same)", create_dpo);
     embed_and_head = 0;
+    /* keys: the passes' two; then each step's (a pass and a coefficient); then the two
+     * coefficients' */
+    check_grpo("llama grpo (LoRA, num_iterations 2: host weights, then the device's)", 2);
+    grpo_beta = 0.1f, grpo_quantile = 0.5f, grpo_bonus = 1;
+    check_grpo("llama grpo (a KL, num_iterations 2, the entropy mask and bonus)", 4);
+    grpo_passes = 1; /* every step a generation's first, the coefficient changed at step 3 */
+    check_grpo("llama grpo (num_iterations 1, the bonus's coefficient changed)", 2);
     check_padded_repeat();
     check_trainer(tmp, vocab);
     check_cudnn(); /* last: a fault in cuDNN costs no other case */

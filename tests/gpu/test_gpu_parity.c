@@ -2220,6 +2220,9 @@ static int lm_listed;
 static int lm_lora;
 /* and divides its logits by this temperature after the cap (RL's: rloo, grpo) */
 static float lm_temperature = 1.0f;
+/* and forms each row's entropy (1: OpsEntropy.out alone; 2: with its gradient's scale in
+ * [-20, 20), RL's bonus, whose term then outweighs the loss's in dh; 0: neither) */
+static int lm_entropy;
 static void test_lm_head(int N, int C, int V, int chunk, int grads, int rows, int bf16,
                          float softcap) {
     float wamp = softcap > 0.0f ? 1.0f : 0.1f;
@@ -2238,6 +2241,8 @@ static void test_lm_head(int N, int C, int V, int chunk, int grads, int rows, in
     Pair *dh = grads & G_DINP ? pair_random((size_t)N * C, 1.0f) : NULL;
     Pair *dW = grads & G_DW ? pair_random((size_t)V * C, 1.0f) : NULL;
     Pair *row_scale = rows ? pair_random(N, 1.0f) : NULL;
+    Pair *ent = lm_entropy ? pair_random(N, 1.0f) : NULL; /* unlisted rows: left as they are */
+    Pair *ent_scale = lm_entropy == 2 ? pair_random(N, 20.0f) : NULL;
     int R = lm_lora, lg = R && (grads & G_DINP);
     Pair *u = R ? pair_random((size_t)N * R, 0.3f) : NULL,
          *B = R ? pair_random((size_t)V * R, 0.3f) : NULL;
@@ -2246,15 +2251,16 @@ static void test_lm_head(int N, int C, int V, int chunk, int grads, int rows, in
     if (R) scratch = pair_new(ops_lm_head_scratch(N, C, V, chunk, bf16, R) * sizeof(float));
     BACKENDS(w, o) {
         OpsHeadLora hl = {F(u, w), F(B, w), F(du, w), F(dB, w), 0.6f, R};
+        OpsEntropy oe = {F(ent, w), F(ent_scale, w)};
         o->lm_head_cross_entropy(F(loss, w), F(dh, w), F(dW, w), F(h, w), F(W, w),
                                  Wb ? Wb->mem[w] : NULL, R ? &hl : NULL, I(labels, w),
-                                 I(head_rows, w), 1.0f / N, F(row_scale, w),
+                                 I(head_rows, w), 1.0f / N, F(row_scale, w), ent ? &oe : NULL,
                                  (OpsLogitMap){softcap, lm_temperature}, F(scratch, w),
                                  lm_listed ? listed : N, C, V, chunk);
     }
-    NAME("lm_head N=%d C=%d V=%d chunk=%d grads=%d rows=%d%s softcap %g T %g%s%s", N, C, V, chunk,
+    NAME("lm_head N=%d C=%d V=%d chunk=%d grads=%d rows=%d%s softcap %g T %g%s%s%s", N, C, V, chunk,
          grads, rows, bf16 ? " bf16" : "", softcap, lm_temperature, lm_listed ? " listed" : "",
-         R ? " lora" : "");
+         R ? " lora" : "", (const char *[]){"", " entropy", " entropy+scale"}[lm_entropy]);
     /* bf16 logits: the backends sum in other orders, so a logit may round to the next bf16
      * value on one of them, which moves its row's loss by up to that step (the others' terms by
      * about 1/V of it): one step at the largest logit, C * wamp (|h| < 1), or soft-capped at the
@@ -2263,11 +2269,15 @@ static void test_lm_head(int N, int C, int V, int chunk, int grads, int rows, in
      * f32 does (unrounded logits on one side would move nearly every row). */
     double top = softcap > 0.0f ? softcap : C * wamp;
     double step = ldexp(1.0, ilogb(top) - 7) / lm_temperature; /* a step, then divided */
-    if (bf16) {
-        compare("loss", loss, step, 1e-4);
-        compare_but("loss", loss, (size_t)N / 32 + 1, GEMM_TOL);
-    } else {
-        compare("loss", loss, GEMM_TOL);
+    for (int k = 0; k < (ent ? 2 : 1); k++) { /* an entropy moves as the loss does */
+        const char *what = k ? "ent" : "loss";
+        const Pair *p = k ? ent : loss;
+        if (bf16) {
+            compare(what, p, step, 1e-4);
+            compare_but(what, p, (size_t)N / 32 + 1, GEMM_TOL);
+        } else {
+            compare(what, p, GEMM_TOL);
+        }
     }
     if (dh) compare("dh", dh, GEMM_TOL);
     if (dW) compare("dW", dW, GEMM_TOL);
@@ -2399,10 +2409,11 @@ static void test_reward_loss(int B, int T, int grads) {
  * (share 0): with a reference (beta 0.3) and old log-probs whose ratio spans [0.5, 1.8] (by
  * sequence, a row's about its own: by the sum, its tokens' product) against the clipping range
  * [0.8, 1.28] (cispo's cap 1.2), by token or by sequence (GSPO's mean, RLOO's sum), each policy
- * term */
+ * term; the entropy mask at entropy_quantile and the bonus at entropy_coef (either not 0: the
+ * tokens' entropies given) */
 static void grpo_weights_case(int B, int T, int with_ref, int with_old, OpsGrpoLevel level,
-                              OpsGrpoPolicy policy, float delta, int kl_corrected,
-                              float off_policy) {
+                              OpsGrpoPolicy policy, float delta, int kl_corrected, float off_policy,
+                              float entropy_quantile, float entropy_coef) {
     int sequence = level != OPS_GRPO_TOKEN;
     size_t n = (size_t)B * T;
     float *h = malloc(n * sizeof *h), *loss = malloc(n * sizeof *loss);
@@ -2426,30 +2437,46 @@ static void grpo_weights_case(int B, int T, int with_ref, int with_old, OpsGrpoL
         for (int t = 0; t < T; t++) h[(size_t)b * T + t] = a;
     }
     Pair *adv = pair_upload(h, n * sizeof *h);
+    /* entropies in [0, 8), half of them on a grid of 1/16 (ties at the quantile's ranks) */
+    int with_entropy = entropy_quantile > 0.0f || entropy_coef != 0.0f;
+    for (size_t i = 0; with_entropy && i < n; i++)
+        h[i] = i % 2 ? 8.0f * rng_next_uniform(&rng) : (float)(rng_next(&rng) % 128) / 16.0f;
+    Pair *entropy = with_entropy ? pair_upload(h, n * sizeof *h) : NULL;
     free(h), free(loss);
-    Pair *stats = pair_new(5 * sizeof(double)), *row_scale = pair_random(n, 1.0f);
+    Pair *stats = pair_new(7 * sizeof(double)), *row_scale = pair_random(n, 1.0f);
+    Pair *ent_scale = entropy_coef != 0.0f ? pair_random(n, 1.0f) : NULL;
     OpsGrpoTerms t = grpo_test_terms(with_ref, level, policy, delta);
     t.kl_corrected = kl_corrected, t.off_policy = off_policy;
+    t.entropy_quantile = entropy_quantile, t.entropy_coef = entropy_coef;
     BACKENDS(w, o) {
-        o->grpo_weights(stats->mem[w], F(row_scale, w), F(share, w), F(adv, w), F(losses, w),
-                        with_ref ? F(refs, w) : NULL, with_old ? F(olds, w) : NULL, t, B, T);
+        o->grpo_weights(stats->mem[w], F(row_scale, w), F(ent_scale, w), F(share, w), F(adv, w),
+                        F(losses, w), F(entropy, w), with_ref ? F(refs, w) : NULL,
+                        with_old ? F(olds, w) : NULL, t, B, T);
     }
     static const char *const names[] = {"clip", "cispo", "sapo", "vespo"};
-    NAME("grpo_weights %s B=%d T=%d%s%s%s%s%s%s", names[policy], B, T, with_ref ? " ref" : "",
-         with_old ? " old" : "",
+    NAME("grpo_weights %s B=%d T=%d%s%s%s%s%s%s entropy q %g coef %g", names[policy], B, T,
+         with_ref ? " ref" : "", with_old ? " old" : "",
          level == OPS_GRPO_SEQUENCE_SUM ? " sum"
          : sequence                     ? " sequence"
                                         : "",
          delta ? " delta" : "", kl_corrected ? "" : " plain-kl",
-         off_policy > 0 ? " off-policy-mask" : "");
+         off_policy > 0 ? " off-policy-mask" : "", entropy_quantile, entropy_coef);
     compare("rowsc", row_scale, 0.0, 1e-6);
-    compare_stats(stats, 5);
+    if (ent_scale) compare("entsc", ent_scale, EXACT);
+    compare_stats(stats, 7);
+    if (with_entropy) { /* the mask keeps some completion tokens, not all; the bonus alone, all */
+        double got[7];
+        ref->download(got, stats->mem[0], sizeof got);
+        CHECK(got[6] == got[2] || entropy_quantile > 0.0f);
+        CHECK(entropy_quantile == 0.0f || (got[6] > 0.0 && got[6] < got[2]));
+    }
     pairs_free();
 }
 
 static void test_grpo_weights(int B, int T, int with_ref, int with_old, OpsGrpoLevel level,
                               OpsGrpoPolicy policy, float delta, int kl_corrected) {
-    grpo_weights_case(B, T, with_ref, with_old, level, policy, delta, kl_corrected, 0.0f);
+    grpo_weights_case(B, T, with_ref, with_old, level, policy, delta, kl_corrected, 0.0f, 0.0f,
+                      0.0f);
 }
 
 /* ---- errors: reported by status(), never a crash ---- */
@@ -2467,15 +2494,15 @@ static void test_errors(void) {
     Pair *h = pair_random(4 * 5, 1.0f), *W = pair_random(3 * 5, 1.0f);
     Pair *scratch = pair_new(ops_lm_head_scratch(4, 5, 3, 2, 0, 0) * sizeof(float));
     dut->lm_head_cross_entropy(F(loss, 1), NULL, NULL, F(h, 1), F(W, 1), NULL, NULL, I(labels, 1),
-                               NULL, 1.0f, NULL, OPS_LOGITS_PLAIN, F(scratch, 1), 4, 5, 3, 2);
+                               NULL, 1.0f, NULL, NULL, OPS_LOGITS_PLAIN, F(scratch, 1), 4, 5, 3, 2);
     CHECK(dut->status(&e) == -1);
     printf("bad label (lm head): %s\n", e.msg);
     CHECK(strstr(e.msg, "label") != NULL);
     Pair *Wb = pair_new(3 * 5 * sizeof(uint16_t)), *dW = pair_new(3 * 5 * sizeof(float));
     labels = pair_ints(4, 0, 3);
     dut->lm_head_cross_entropy(F(loss, 1), NULL, F(dW, 1), F(h, 1), F(W, 1), Wb->mem[1], NULL,
-                               I(labels, 1), NULL, 1.0f, NULL, OPS_LOGITS_PLAIN, F(scratch, 1), 4,
-                               5, 3, 2);
+                               I(labels, 1), NULL, 1.0f, NULL, NULL, OPS_LOGITS_PLAIN,
+                               F(scratch, 1), 4, 5, 3, 2);
     CHECK(dut->status(&e) == -1);
     printf("bf16 head with a weight gradient: %s\n", e.msg);
     CHECK(strstr(e.msg, "no weight gradient") != NULL);
@@ -2929,6 +2956,26 @@ int main(void) {
     test_lm_head(37, 64, 1000, 16, G_DINP, 1, 1, 0.0f);
     lm_listed = 0;
     lm_lora = 0;
+    /* RL's entropy, alone and with its gradient (the bonus's scale): f32 (dW too) and bf16, under
+     * a temperature, then a cap and a temperature, through a row list, an odd V (rows off the
+     * 16-byte boundaries), several passes of the block a row, evaluation; then neither map */
+    lm_temperature = 0.7f;
+    for (lm_entropy = 1; lm_entropy <= 2; lm_entropy++) {
+        test_lm_head(37, 64, 1000, 16, G_DINP | G_DW, 1, 0, 0.0f);
+        test_lm_head(37, 64, 1001, 16, G_DINP, 1, 1, 1.5f);
+        test_lm_head(5, 64, 9001, 16, G_DINP, 0, 1, 0.0f);
+        lm_listed = 1;
+        test_lm_head(37, 64, 1001, 16, G_DINP | G_DW, 1, 0, 1.5f);
+        test_lm_head(37, 64, 1000, 16, G_DINP, 1, 1, 0.0f);
+        lm_listed = 0;
+    }
+    lm_temperature = 1.0f;
+    lm_entropy = 1;
+    test_lm_head(37, 64, 1000, 16, 0, 0, 1, 0.0f);
+    lm_entropy = 2;
+    test_lm_head(37, 64, 1001, 16, G_DINP | G_DW, 0, 0, 0.0f);
+    test_lm_head(37, 64, 1000, 16, G_DINP, 1, 1, 0.0f);
+    lm_entropy = 0;
     test_dpo_loss(8, 37, 0, 1, 1);
     test_dpo_loss(6, 50, 1, 1, 1);   /* ipo: log-probs over each row's labelled tokens */
     test_dpo_loss(4, 1000, 0, 0, 0); /* no reference: log-probs only, stats 0 */
@@ -2956,9 +3003,27 @@ int main(void) {
     test_grpo_weights(37, 27, 1, 1, OPS_GRPO_TOKEN, OPS_GRPO_VESPO, 0.0f, 0);
     test_grpo_weights(300, 45, 1, 1, OPS_GRPO_SEQUENCE_MEAN, OPS_GRPO_CLIP, 0.0f, 0);
     /* the off-policy mask: a warp a row, each token its own ratio or the row's (GSPO), vespo's */
-    grpo_weights_case(300, 45, 1, 1, OPS_GRPO_TOKEN, OPS_GRPO_CLIP, 0.0f, 1, 0.05f);
-    grpo_weights_case(300, 45, 1, 1, OPS_GRPO_SEQUENCE_MEAN, OPS_GRPO_CLIP, 0.0f, 1, 0.05f);
-    grpo_weights_case(37, 27, 1, 1, OPS_GRPO_TOKEN, OPS_GRPO_VESPO, 0.0f, 1, 0.05f);
+    grpo_weights_case(300, 45, 1, 1, OPS_GRPO_TOKEN, OPS_GRPO_CLIP, 0.0f, 1, 0.05f, 0.0f, 0.0f);
+    grpo_weights_case(300, 45, 1, 1, OPS_GRPO_SEQUENCE_MEAN, OPS_GRPO_CLIP, 0.0f, 1, 0.05f, 0.0f,
+                      0.0f);
+    grpo_weights_case(37, 27, 1, 1, OPS_GRPO_TOKEN, OPS_GRPO_VESPO, 0.0f, 1, 0.05f, 0.0f, 0.0f);
+    /* the entropy mask (the block's selection of the quantile; at 0.2 most completion tokens
+     * kept, at 0.8 few), by token, sequence, vespo's row and under the off-policy mask; the bonus
+     * (entropy_scale), alone and with the mask */
+    grpo_weights_case(37, 27, 1, 1, OPS_GRPO_TOKEN, OPS_GRPO_CLIP, 0.0f, 1, 0.0f, 0.2f, 0.0f);
+    grpo_weights_case(64, 250, 1, 1, OPS_GRPO_TOKEN, OPS_GRPO_CLIP, 0.0f, 1, 0.0f, 0.8f, 0.01f);
+    grpo_weights_case(300, 45, 1, 1, OPS_GRPO_SEQUENCE_MEAN, OPS_GRPO_CLIP, 0.0f, 1, 0.0f, 0.2f,
+                      0.01f);
+    grpo_weights_case(300, 45, 1, 1, OPS_GRPO_SEQUENCE_MEAN, OPS_GRPO_CISPO, 0.0f, 1, 0.0f, 0.8f,
+                      0.0f);
+    grpo_weights_case(6, 700, 0, 1, OPS_GRPO_SEQUENCE_SUM, OPS_GRPO_CLIP, 0.0f, 1, 0.0f, 0.8f,
+                      0.01f);
+    grpo_weights_case(37, 27, 1, 1, OPS_GRPO_TOKEN, OPS_GRPO_VESPO, 0.0f, 1, 0.0f, 0.8f, 0.01f);
+    grpo_weights_case(300, 45, 1, 1, OPS_GRPO_TOKEN, OPS_GRPO_CLIP, 0.0f, 1, 0.05f, 0.2f, 0.01f);
+    grpo_weights_case(300, 45, 1, 1, OPS_GRPO_SEQUENCE_MEAN, OPS_GRPO_CLIP, 0.0f, 1, 0.05f, 0.8f,
+                      0.0f);
+    grpo_weights_case(1, 7, 1, 1, OPS_GRPO_TOKEN, OPS_GRPO_CLIP, 0.0f, 1, 0.0f, 0.5f, 0.01f);
+    grpo_weights_case(37, 27, 1, 1, OPS_GRPO_TOKEN, OPS_GRPO_CLIP, 0.0f, 1, 0.0f, 0.0f, 0.01f);
     const size_t one[] = {1}, odd[] = {7, 10007, OPS_ADAMW_PIECE + 3, 1, 2 * OPS_ADAMW_PIECE + 5};
     test_adamw(one, 1, 0.1f, 0.0f, 0);
     test_adamw(odd, 5, 0.1f, 0.0f, 0);        /* no clipping */
