@@ -222,6 +222,13 @@ CASES = [
          targets=["q_proj", "v_proj", "o_proj", "up_proj"],
          grpo=dict(beta=0.1, generations=4, loss="dapo", scale="group", max_completion=6),
          rewards=[0.7, None, 1.2, 0.1], prompt_len=3, after_atol=2e-2),
+    # RLOO's reward_clip_range: the rewards clamped into [-0.2, 1.0] (two of the four), then the
+    # KL penalty, the leave-one-out baselines, normalised
+    dict(name="llama_rloo_clipped", init=["--arch", "llama", "--kv-heads", "2"] + TINY,
+         task="rloo", vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
+         targets=["q_proj", "v_proj", "o_proj", "up_proj"],
+         rloo=dict(beta=0.1, generations=2, normalize=True, reward_clip_range=[-0.2, 1.0]),
+         rewards=[0.7, -0.3, 1.2, 0.1], prompt_len=3, after_atol=2e-2),
     dict(name="llama_rloo_unscored", init=["--arch", "llama", "--untied"] + TINY, task="rloo",
          vocab="gpt2", strategy="lora", r=2, alpha=4.0, rslora=False,
          targets=["q_proj", "v_proj", "down_proj"],
@@ -521,7 +528,10 @@ def rloo_loss(case, pi, ref, out, old):
     eps_high = d.get("epsilon_high", eps_low)
     old = pi.detach() if old is None else old
     with torch.no_grad():  # nan-aware: a NaN reward is a completion none scored
-        rewards = case_rewards(case) - beta * (old - ref)
+        rewards = case_rewards(case)
+        if d.get("reward_clip_range"):  # clamped before the KL penalty (NaN stays NaN)
+            rewards = rewards.clamp(*d["reward_clip_range"])
+        rewards = rewards - beta * (old - ref)
         grouped = rewards.view(-1, k)
         counts = (~torch.isnan(grouped)).sum(1, keepdim=True)
         baselines = (torch.nansum(grouped, 1, keepdim=True) - grouped) / (counts - 1)

@@ -161,6 +161,9 @@ static int spec_from_case(const cJSON *c, TrainSpec *s) {
         if ((v = cJSON_GetObjectItem(rloo, "epsilon")))
             r->eps_low = r->eps_high = (float)v->valuedouble;
         if ((v = cJSON_GetObjectItem(rloo, "epsilon_high"))) r->eps_high = (float)v->valuedouble;
+        if ((v = cJSON_GetObjectItem(rloo, "reward_clip_range")))
+            r->clip = 1, r->clip_lo = (float)cJSON_GetArrayItem(v, 0)->valuedouble,
+            r->clip_hi = (float)cJSON_GetArrayItem(v, 1)->valuedouble;
     }
     if (dpo)
         s->dpo = (DpoSpec){

@@ -359,6 +359,24 @@ static void test_check(void) {
     CHECK(train_config_set(&rl, "model.task=rloo", &err) == 0);
     CHECK(train_config_check(&rl, &err) == -1);
     CHECK_HAS(err.msg, "are GRPO's (TRL's RLOO has no entropy mask or bonus)");
+    /* RLOO's reward_clip_range: two numbers, in order; not GRPO's */
+    CHECK(train_config_set(&rl, "train.use_adaptive_entropy=false", &err) == 0);
+    CHECK(train_config_set(&rl, "train.entropy_coef=0", &err) == 0);
+    CHECK(train_config_set(&rl, "train.top_entropy_quantile=1", &err) == 0);
+    CHECK(train_config_set(&rl, "train.reward_clip_range=-1,2", &err) == 0 &&
+          train_config_check(&rl, &err) == 0);
+    CHECK(rl.n_reward_clip_range == 2 && rl.reward_clip_range[0] == -1 &&
+          rl.reward_clip_range[1] == 2);
+    const char *bad_clips[] = {"train.reward_clip_range=3,2", "train.reward_clip_range=1"};
+    for (int i = 0; i < 2; i++) {
+        CHECK(train_config_set(&rl, bad_clips[i], &err) == 0);
+        CHECK(train_config_check(&rl, &err) == -1);
+        CHECK_HAS(err.msg, "train.reward_clip_range is RLOO's [min, max], min at most max");
+    }
+    CHECK(train_config_set(&rl, "train.reward_clip_range=0,1", &err) == 0);
+    CHECK(train_config_set(&rl, "model.task=grpo", &err) == 0);
+    CHECK(train_config_check(&rl, &err) == -1);
+    CHECK_HAS(err.msg, "train.reward_clip_range is RLOO's");
 }
 
 static void test_set(void) {

@@ -77,6 +77,9 @@ typedef struct RlooSpec {
     int normalize;           /* advantages to mean 0, std 1 over the generation */
     int iterations;          /* optimisations per generation (TRL's num_iterations, 1) */
     float eps_low, eps_high; /* the ratio's clipping range [1 - eps_low, 1 + eps_high] */
+    int clip;                /* a reward clamped into [clip_lo, clip_hi] first (TRL's
+                                reward_clip_range) */
+    float clip_lo, clip_hi;
 } RlooSpec;
 
 /* GRPO's settings (TASK_GRPO; grpo.c, grpo_token.h): a batch holds groups of `generations` rows.

@@ -135,6 +135,8 @@ typedef struct TrainConfig {
     int n_reward_funcs;
     float reward_weights[REWARD_MAX_FUNCS]; /* rloo, grpo: a weight a function; [] = 1 each */
     int n_reward_weights;
+    float reward_clip_range[2]; /* rloo: [min, max] of a completion's reward; [] = none */
+    int n_reward_clip_range;
     char multi_objective_aggregation[24]; /* grpo: "sum_then_normalize" | "normalize_then_sum" */
     char reward_command[CFG_PATH];        /* rloo, grpo: the "command" function's program */
     int soft_punish_cache;                /* soft_overlong_punishment_reward: 0 = unset */

@@ -144,18 +144,23 @@ static void rl_plan(Model *m, Plan *pl) {
     PLAN_TAKE(pl, &m->entropy_scale, N, device && s.entropy_bonus, NULL);
 }
 
-/* Row b's reward as the advantages see it: RLOO's less beta times its KL (beta 0: none). */
-static double reward_of(const GrpoGeneration *g, float beta, int b) {
-    return g->rewards[b] - (beta > 0 ? beta * ((double)g->logps[b] - g->ref_logps[b]) : 0.0);
+/* Row b's reward as the advantages see it: RLOO's (rl; NULL: GRPO's, as it is) clamped into its
+ * range (NaN stays NaN, as torch's clamp), less beta times its KL (beta 0: none). */
+static double reward_of(const GrpoGeneration *g, const RlooSpec *rl, int b) {
+    double r = g->rewards[b];
+    if (!rl) return r;
+    if (rl->clip && !isnan(r))
+        r = r < rl->clip_lo ? rl->clip_lo : r > rl->clip_hi ? rl->clip_hi : r;
+    return r - (rl->beta > 0 ? rl->beta * ((double)g->logps[b] - g->ref_logps[b]) : 0.0);
 }
 
 /* Row b's leave-one-out difference (RLOO's): its reward less the mean of its group's others
  * that have one; NaN where it has none or they are none. */
-static double loo_of(const GrpoGeneration *g, float beta, int k, int b) {
+static double loo_of(const GrpoGeneration *g, const RlooSpec *rl, int k, int b) {
     int grp = b - b % k, n = 0;
-    double others = 0, r = reward_of(g, beta, b);
+    double others = 0, r = reward_of(g, rl, b);
     for (int j = grp; j < grp + k; j++) {
-        double x = reward_of(g, beta, j);
+        double x = reward_of(g, rl, j);
         if (j != b && !isnan(x)) others += x, n++;
     }
     return isnan(r) || !n ? NAN : r - others / n;
@@ -165,17 +170,17 @@ static double loo_of(const GrpoGeneration *g, float beta, int k, int b) {
  * groups of k, of their rewards or (loo) of RLOO's leave-one-out differences, the ones that are
  * not NaN (torch's nanmean and TRL's nanstd: NaN over none, the std NaN over one). Nothing is
  * stored: the generation may be any number of rows. */
-static void moments(double *mean, double *std, const GrpoGeneration *g, float beta, int k, int loo,
-                    int at, int n) {
+static void moments(double *mean, double *std, const GrpoGeneration *g, const RlooSpec *rl, int k,
+                    int loo, int at, int n) {
     double sum = 0, sq = 0;
     int count = 0;
     for (int b = at; b < at + n; b++) {
-        double v = loo ? loo_of(g, beta, k, b) : reward_of(g, beta, b);
+        double v = loo ? loo_of(g, rl, k, b) : reward_of(g, rl, b);
         if (!isnan(v)) sum += v, count++;
     }
     *mean = count ? sum / count : NAN;
     for (int b = at; b < at + n; b++) {
-        double v = loo ? loo_of(g, beta, k, b) : reward_of(g, beta, b);
+        double v = loo ? loo_of(g, rl, k, b) : reward_of(g, rl, b);
         if (!isnan(v)) sq += (v - *mean) * (v - *mean);
     }
     *std = count > 1 ? sqrt(sq / (count - 1)) : NAN;
@@ -191,19 +196,19 @@ static void batch_advantages(const Model *m, const GrpoGeneration *g, double *a,
                              double *zero) {
     GrpoSpec s = loss_spec(m);
     int rloo = is_rloo(m), k = s.generations, whole = s.scale == GRPO_SCALE_GENERATION;
-    float beta = rloo ? m->spec.rloo.beta : 0.0f;
+    const RlooSpec *rl = rloo ? &m->spec.rloo : NULL;
     int normalize = rloo ? m->spec.rloo.normalize : s.scale == GRPO_SCALE_BATCH || whole;
     double all_mean = 0, all_std = 0; /* over the generation: RLOO's differences, GRPO's rewards */
-    if (normalize) moments(&all_mean, &all_std, g, beta, k, rloo, 0, g->rows);
+    if (normalize) moments(&all_mean, &all_std, g, rl, k, rloo, 0, g->rows);
     for (int grp = 0; grp < B; grp += k) {
         double mean = 0, std = 0;
-        moments(&mean, &std, g, beta, k, 0, g->first + grp, k);
+        moments(&mean, &std, g, rl, k, 0, g->first + grp, k);
         double zero_std = !rloo && normalize ? all_std : std;
         *zero += fabs(zero_std) <= 1e-8 ? k : 0;
         for (int b = grp; b < grp + k; b++) {
-            r[b] = reward_of(g, beta, g->first + b);
+            r[b] = reward_of(g, rl, g->first + b);
             if (rloo) {
-                a[b] = loo_of(g, beta, k, g->first + b);
+                a[b] = loo_of(g, rl, k, g->first + b);
                 if (normalize) a[b] = (a[b] - all_mean) / (all_std + 1e-4);
             } else {
                 double center = whole ? all_mean : mean;

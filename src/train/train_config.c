@@ -445,6 +445,10 @@ static const Key keys[] = {
     {"train", "reward_weights", T_FLOATS, AT_LIST(reward_weights, n_reward_weights), .def = "[]",
      .help = "rloo, grpo: each reward function's weight in the sum, in reward_funcs' order "
              "(TRL's reward_weights); [] = 1 each."},
+    {"train", "reward_clip_range", T_FLOATS, AT_LIST(reward_clip_range, n_reward_clip_range),
+     .def = "[]",
+     .help = "rloo: [min, max]: each completion's reward (the weighted sum) clamped into it "
+             "before the KL penalty and the baselines (TRL's reward_clip_range); [] = none."},
     {"train", "multi_objective_aggregation", T_STR, AT(multi_objective_aggregation),
      .def = "\"sum_then_normalize\"", .choices = "sum_then_normalize|normalize_then_sum",
      .help = "grpo: the weighted sum of the rewards, then the advantages as scale_rewards says "
@@ -1101,6 +1105,10 @@ static int rl_check(const TrainConfig *c, LfError *err) {
     if (c->epsilon_high < 0 && c->epsilon_high != -1)
         return lf_fail(err, "train.epsilon_high %g must be >= 0 (or -1: epsilon's value)",
                        (double)c->epsilon_high);
+    const float *clip = c->reward_clip_range;
+    if (c->n_reward_clip_range &&
+        (strcmp(t, "rloo") || c->n_reward_clip_range != 2 || clip[0] > clip[1]))
+        return lf_fail(err, "train.reward_clip_range is RLOO's [min, max], min at most max");
     int entropy_terms =
         c->top_entropy_quantile < 1 || c->entropy_coef != 0 || c->use_adaptive_entropy;
     if (strcmp(t, "grpo") && entropy_terms)

@@ -664,8 +664,15 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
     spec.dpo = (DpoSpec){c->dpo_beta, !strcmp(c->dpo_loss, "ipo") ? DPO_IPO : DPO_SIGMOID,
                          c->dpo_label_smoothing};
     float eps_high = c->epsilon_high < 0 ? c->epsilon : c->epsilon_high;
-    spec.rloo = (RlooSpec){c->rloo_beta,      c->num_generations, c->normalize_advantages,
-                           c->num_iterations, c->epsilon,         eps_high};
+    spec.rloo = (RlooSpec){.beta = c->rloo_beta,
+                           .generations = c->num_generations,
+                           .normalize = c->normalize_advantages,
+                           .iterations = c->num_iterations,
+                           .eps_low = c->epsilon,
+                           .eps_high = eps_high,
+                           .clip = c->n_reward_clip_range == 2,
+                           .clip_lo = c->reward_clip_range[0],
+                           .clip_hi = c->reward_clip_range[1]};
     GrpoScale scale = r->funcs.normalize_then_sum ? GRPO_SCALE_GENERATION /* GDPO's sums */
                                                   : grpo_scale_named(c->scale_rewards);
     spec.grpo = (GrpoSpec){.beta = c->grpo_beta,

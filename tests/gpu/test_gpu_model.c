@@ -546,7 +546,12 @@ static void run_decoder(Arch arch, int tied, Strategy strategy, Task task, BaseD
     spec.dpo = (DpoSpec){0.5f, DPO_SIGMOID, 0.1f};
     float eps = prec == PRECISION_BF16 ? 0.2f : 0.02f;
     /* two groups of two, the advantages normalised */
-    spec.rloo = (RlooSpec){0.5f, 2, 1, gpu_grpo_iterations, eps, 1.5f * eps};
+    spec.rloo = (RlooSpec){.beta = 0.5f,
+                           .generations = 2,
+                           .normalize = 1,
+                           .iterations = gpu_grpo_iterations,
+                           .eps_low = eps,
+                           .eps_high = 1.5f * eps};
     spec.grpo.beta = gpu_grpo_beta, spec.grpo.max_completion = LT;
     spec.grpo.iterations = gpu_grpo_iterations;
     spec.grpo.level = gpu_grpo_sequence ? OPS_GRPO_SEQUENCE_MEAN : OPS_GRPO_TOKEN;
