@@ -1627,9 +1627,10 @@ static float kth_entropy(const float *entropy, const float *share, size_t n, lon
 
 /* The entropy mask's threshold (grpo_token.h); 0 where there is no mask or no completion token. */
 static float entropy_threshold(const float *entropy, const float *share, float q, size_t n) {
+    if (!(q > 0.0f)) return 0.0f;
     long count = 0, below, above;
     for (size_t i = 0; i < n; i++) count += share[i] != 0.0f;
-    if (!(q > 0.0f) || !count) return 0.0f;
+    if (!count) return 0.0f;
     float w;
     grpo_quantile_ranks(count, q, &below, &above, &w);
     return grpo_lerp(kth_entropy(entropy, share, n, below), kth_entropy(entropy, share, n, above),

@@ -135,10 +135,10 @@ typedef struct Generation {
     float *logps, *ref_logps; /* rloo with a KL penalty: [window * max rows] each, in turn */
 } Generation;
 
-/* grpo's entropy bonus (TRL's entropy_coef, use_adaptive_entropy): the coefficient, the last
- * step's mean entropy where the bonus acts (infinite before one), and this step's sums of it. */
+/* grpo's entropy bonus (TRL's entropy_coef, use_adaptive_entropy): the coefficient, and this
+ * step's sums of the entropies where the bonus acts and of their tokens. */
 typedef struct EntropyControl {
-    double coef, last, sum, n;
+    double coef, sum, n;
 } EntropyControl;
 
 typedef struct Run {
@@ -697,7 +697,7 @@ static int run_open(Run *r, const TrainConfig *c, DpRank *dp, int train, const c
                            /* adaptive control applies none before its first step */
                            .entropy_coef = c->use_adaptive_entropy ? 0.0f : c->entropy_coef,
                            .entropy_bonus = c->entropy_coef != 0 || c->use_adaptive_entropy};
-    r->entropy = (EntropyControl){c->entropy_coef, INFINITY, 0, 0};
+    r->entropy = (EntropyControl){c->entropy_coef, 0, 0};
     if (r->rl) spec.temperature = c->temperature;
     int max_len = r->has_val ? feed_max_len(&r->val_f) : 2;
     if (train && feed_max_len(&r->train_f) > max_len) max_len = feed_max_len(&r->train_f);
@@ -893,25 +893,24 @@ static int rl_next(Run *r, int step, int *k, int passes, int *resume_left, int *
     return 1;
 }
 
-/* RLOO, GRPO: the generation's batch in slot set in the model with its rewards, for a later
- * pass the first pass's per-token losses, and with GRPO's KL penalty the reference forward (a
- * later pass: its losses, which the first pass kept). */
 /* After each optimizer step, Skywork-OR1's adaptive entropy control (TRL's): the coefficient up
  * by its delta where the step's mean entropy over the tokens the bonus acts on is at most the
  * target, else down, within its bounds; the next step applies it only where that entropy is at
- * most the target (none before a first step: TRL's infinite start). */
+ * most the target (none before a first step: run_open's 0, TRL's infinite start). */
 static void entropy_control(Run *r) {
     const TrainConfig *c = r->cfg;
     EntropyControl *e = &r->entropy;
     if (!c->use_adaptive_entropy) return;
-    double world = e->sum / (e->n > 1 ? e->n : 1);
-    e->coef = world <= c->entropy_target
-                  ? fmin(e->coef + c->entropy_coef_delta, c->entropy_coef_max)
+    int low = e->sum / (e->n > 1 ? e->n : 1) <= c->entropy_target;
+    e->coef = low ? fmin(e->coef + c->entropy_coef_delta, c->entropy_coef_max)
                   : fmax(e->coef - c->entropy_coef_delta, c->entropy_coef_min);
-    e->last = world, e->sum = e->n = 0;
-    r->model.spec.grpo.entropy_coef = e->last <= c->entropy_target ? (float)e->coef : 0.0f;
+    e->sum = e->n = 0;
+    r->model.spec.grpo.entropy_coef = low ? (float)e->coef : 0.0f;
 }
 
+/* RLOO, GRPO: the generation's batch in slot set in the model with its rewards, for a later
+ * pass the first pass's per-token losses, and with GRPO's KL penalty the reference forward (a
+ * later pass: its losses, which the first pass kept). */
 static int set_rl_batch(Run *r, int slot, LfError *err) {
     Model *m = &r->model;
     const Generation *g = &r->gen;
@@ -938,7 +937,7 @@ static void keep_rl(Run *r, int slot) {
     RlooStats *t = &r->trained;
     t->rows += s->rows, t->kl += s->kl, t->zero_std += s->zero_std, t->tokens += s->tokens;
     t->clipped_low += s->clipped_low, t->clipped_high += s->clipped_high;
-    t->entropy += s->entropy, t->kept_entropy += s->kept_entropy, t->kept += s->kept;
+    t->entropy += s->entropy;
     r->entropy.sum += s->kept_entropy, r->entropy.n += s->kept;
     const Generation *g = &r->gen;
     size_t at = slot * g->old_stride, bytes = (size_t)m->B * m->T * sizeof(float);
